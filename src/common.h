@@ -1,0 +1,70 @@
+/* cacheextents: small helpers shared by every room of the filter.
+ *
+ * Nothing here knows about nbdkit; the unit tests and the fuzzer
+ * include it without the server.
+ */
+
+#ifndef CACHEEXTENTS_COMMON_H
+#define CACHEEXTENTS_COMMON_H
+
+#include <stdint.h>
+#include <pthread.h>
+
+#define CE_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define CE_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+/* Rounding for unsigned values; 'n' need not be a power of two. */
+#define CE_ROUND_DOWN(v, n) ((v) / (n) * (n))
+#define CE_ROUND_UP(v, n) CE_ROUND_DOWN ((v) + (n) - 1, (n))
+
+/* A mutex held until the end of the enclosing block:
+ *
+ *   CE_LOCK_FOR_SCOPE (&lock);
+ *
+ * The unlock runs however the block is left (return, break, goto).
+ */
+static inline void
+ce_unlock_cleanup (pthread_mutex_t **m)
+{
+  pthread_mutex_unlock (*m);
+}
+
+#define CE_CONCAT2(a, b) a##b
+#define CE_CONCAT(a, b) CE_CONCAT2 (a, b)
+#define CE_LOCK_FOR_SCOPE(m)                                            \
+  __attribute__ ((cleanup (ce_unlock_cleanup)))                         \
+  pthread_mutex_t *CE_CONCAT (ce_lock_, __LINE__) = (m);                \
+  pthread_mutex_lock (CE_CONCAT (ce_lock_, __LINE__))
+
+/* A typed growable array: CE_VECTOR (name, type) declares
+ * 'struct name { type *ptr; size_t len, cap; }' and
+ * 'int name_append (struct name *, type)' returning 0 or -1 (ENOMEM).
+ */
+#include <stdlib.h>
+#include <errno.h>
+
+#define CE_VECTOR(name, type)                                           \
+  struct name { type *ptr; size_t len, cap; };                          \
+  static inline int                                                     \
+  name##_append (struct name *v, type elem)                             \
+  {                                                                     \
+    if (v->len == v->cap) {                                             \
+      size_t ncap = v->cap ? v->cap * 2 : 16;                           \
+      type *np = realloc (v->ptr, ncap * sizeof *np);                   \
+      if (np == NULL)                                                   \
+        return -1;                                                      \
+      v->ptr = np;                                                      \
+      v->cap = ncap;                                                    \
+    }                                                                   \
+    v->ptr[v->len++] = elem;                                            \
+    return 0;                                                           \
+  }                                                                     \
+  static inline void                                                    \
+  name##_reset (struct name *v)                                         \
+  {                                                                     \
+    free (v->ptr);                                                      \
+    v->ptr = NULL;                                                      \
+    v->len = v->cap = 0;                                                \
+  }
+
+#endif /* CACHEEXTENTS_COMMON_H */
