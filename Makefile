@@ -10,7 +10,8 @@ CC ?= gcc
 PKG_CONFIG ?= pkg-config
 BUILD ?= build
 
-WARN = -Wall -Wextra -Wshadow -Wvla -Werror
+# Callbacks have fixed signatures, so unused parameters are normal.
+WARN = -Wall -Wextra -Wshadow -Wvla -Werror -Wno-unused-parameter
 CFLAGS ?= -O2 -g
 NBDKIT_CFLAGS = $(shell $(PKG_CONFIG) --cflags nbdkit 2>/dev/null)
 ALL_CFLAGS = -std=gnu11 $(WARN) -fPIC -pthread -D_GNU_SOURCE \
