@@ -312,10 +312,18 @@ overlaps_write_since_locked (uint64_t gen, uint64_t offset, uint64_t end)
   return false;
 }
 
-/* Merge a backend answer into the map, applying rule (S). */
+/* Merge a backend answer into the map, applying rule (S).
+ *
+ * For a client the answer is stored from its end backwards, so that
+ * the extents the client will ask for next are the most recently used
+ * and the last to be evicted if the answer alone exceeds the bound.
+ * Prefetch never evicts: it stores from the start and stops at the
+ * bound, so that reading ahead cannot push out what clients have not
+ * used yet.
+ */
 static void
 store_locked (struct scope *s, const struct flight *f,
-              const struct nbdkit_extents *answer)
+              const struct nbdkit_extents *answer, bool prefetch)
 {
   size_t i, n = nbdkit_extents_count (answer);
   size_t evicted;
@@ -323,14 +331,19 @@ store_locked (struct scope *s, const struct flight *f,
   if (f->poisoned)
     return;
   for (i = 0; i < n; ++i) {
-    struct nbdkit_extent e = nbdkit_get_extent (answer, i);
+    struct nbdkit_extent e = nbdkit_get_extent (answer, prefetch ? i : n-1-i);
 
+    if (prefetch &&
+        map_lru_bytes (lru) + map_extent_cost () > cache_config.max_size)
+      break;
     if (overlaps_write_since_locked (f->start_gen, e.offset,
                                      e.offset + e.length))
       continue;
     /* Out of memory leaves the map as it was, which stays true. */
     map_set (s->map, e.offset, e.length, e.type);
   }
+  if (prefetch)
+    return;
   evicted = map_lru_evict (lru, cache_config.max_size);
   if (evicted)
     stats_count (NULL, STATS_EVICTIONS, evicted);
@@ -356,7 +369,7 @@ flight_covering_locked (const struct scope *s, uint64_t offset)
 
 int
 cache_fetch_locked (struct scope *s, nbdkit_next *next,
-                    uint64_t start, uint64_t end,
+                    uint64_t start, uint64_t end, bool prefetch,
                     struct nbdkit_extents **answer, int *err)
 {
   struct flight *f, **pp;
@@ -397,7 +410,7 @@ cache_fetch_locked (struct scope *s, nbdkit_next *next,
   f->done = true;
   pthread_cond_broadcast (&cache_cond);
   if (r == 0)
-    store_locked (s, f, ext);
+    store_locked (s, f, ext, prefetch);
   else
     stats_count (NULL, STATS_BACKEND_ERRORS, 1);
   trim_log_locked ();
@@ -513,7 +526,7 @@ cache_extents (struct scope *s, nbdkit_next *next,
                   offset, count, end - offset);
   stats_count (conn_stats, STATS_MISSES, 1);
   stats_count (conn_stats, STATS_BACKEND_CALLS, 1);
-  r = cache_fetch_locked (s, next, offset, end, &answer, err);
+  r = cache_fetch_locked (s, next, offset, end, false, &answer, err);
   pthread_mutex_unlock (&cache_lock);
   if (r == -1)
     return -1;

@@ -100,14 +100,14 @@ extern void cache_write_begin (struct cache_write *w,
                                uint64_t offset, uint64_t count);
 extern void cache_write_end (struct cache_write *w);
 
-/* For the prefetch worker.  Called with cache_lock held and returns
- * with it held, but drops it around the backend call.  Fetches
- * [start, end) from 'next' as a flight, stores what may be stored,
+/* Called with cache_lock held and returns with it held, but drops it
+ * around the backend call.  Fetches [start, end) from 'next' as a
+ * flight, stores what may be stored (a prefetch store never evicts),
  * and returns 0 or -1 with *err set.  On success the answer is left
  * in *answer if answer is non-NULL (the caller frees it).
  */
 extern int cache_fetch_locked (struct scope *s, nbdkit_next *next,
-                               uint64_t start, uint64_t end,
+                               uint64_t start, uint64_t end, bool prefetch,
                                struct nbdkit_extents **answer, int *err);
 
 /* For the prefetch worker: the first unknown byte at or after offset

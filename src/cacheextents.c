@@ -64,8 +64,10 @@ parse_size_param (const char *key, const char *value,
 {
   int64_t r = nbdkit_parse_size (value);
 
-  if (r == -1)
-    return -1;                  /* nbdkit_parse_size named key and value */
+  if (r == -1) {
+    nbdkit_error ("%s=%s: not a valid size", key, value);
+    return -1;
+  }
   if ((uint64_t) r < min || (uint64_t) r > max) {
     nbdkit_error ("%s=%s: out of range: must be between %" PRIu64
                   " and %" PRIu64 " bytes", key, value, min, max);
@@ -111,8 +113,10 @@ cacheextents_config (nbdkit_next_config *next, nbdkit_backend *nxdata,
   }
   if (strcmp (key, "cacheextents-prefetch-threads") == 0) {
     if (nbdkit_parse_unsigned (key, value,
-                               &cache_config.prefetch_threads) == -1)
+                               &cache_config.prefetch_threads) == -1) {
+      nbdkit_error ("%s=%s: not a valid number of threads", key, value);
       return -1;
+    }
     if (cache_config.prefetch_threads < 1 ||
         cache_config.prefetch_threads > PREFETCH_MAX_THREADS) {
       nbdkit_error ("%s=%s: out of range: must be between 1 and %d",

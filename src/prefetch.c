@@ -115,7 +115,7 @@ worker_thread (void *arg)
     if (cacheextents_debug_prefetch)
       nbdkit_debug ("cacheextents: prefetch offset=%" PRIu64
                     " count=%" PRIu64, start, end - start);
-    if (cache_fetch_locked (s, w->next, start, end, NULL, &err) == 0) {
+    if (cache_fetch_locked (s, w->next, start, end, true, NULL, &err) == 0) {
       backoff = 0;
       continue;
     }
