@@ -30,6 +30,8 @@
  * is UINT64_MAX (rather than rejected): for map_set this records less
  * than the caller said, never more; for the clears nothing lies past
  * the clamp anyway.  length == 0 (after clamping) is a no-op.
+ * map_next_gap (offset, limit) with offset >= limit returns limit: an
+ * empty range has no unknown byte.
  *
  * The data structure.  The extents of one map live in a treap keyed by
  * offset.  All edits are done with two primitives, split (cut a tree

@@ -103,4 +103,10 @@ extern int map_foreach (const struct map *map,
                         int (*fn) (const struct map_extent *e, void *opaque),
                         void *opaque);
 
+/* Tests only: map.c defines this weakly to return false; the unit test
+ * and the fuzzer define their own to make the next node allocation
+ * fail and so exercise the out-of-memory paths.
+ */
+extern bool map_fault_alloc (void);
+
 #endif /* CACHEEXTENTS_MAP_H */
