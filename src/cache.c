@@ -8,16 +8,19 @@
  * is kept true by two rules:
  *
  * (W) Every write (pwrite, trim, zero) forgets, in every scope, each
- *     cached extent that overlaps the written range, both when the
- *     write starts and again when it has returned from the backend,
- *     before the reply goes to the client.  Whole extents are
- *     forgotten, not just the written bytes: a backend allocates in
- *     units of its own (pages, clusters, filesystem blocks) and a
- *     one-byte write can turn a whole unit from hole into data.  The
- *     backend's extent boundaries are unit boundaries, so forgetting
- *     every overlapping extent always covers the units touched.
- *     Scopes of other exports are included because a plugin may serve
- *     the same data under several names.
+ *     cached extent that overlaps the written range widened to
+ *     cacheextents-granularity, both when the write starts and again
+ *     when it has returned from the backend, before the reply goes to
+ *     the client.  A backend allocates in units of its own (pages,
+ *     clusters, filesystem blocks): a one-byte write can turn a whole
+ *     unit from hole into data, and a cached extent may start or end
+ *     inside such a unit (a miss asks from the client's offset and
+ *     the answer ends where the window ends).  Widening to the
+ *     granularity covers every unit touched when the unit size
+ *     divides it; forgetting whole extents, not just the bytes, keeps
+ *     the map free of pieces of units.  Scopes of other exports are
+ *     included because a plugin may serve the same data under several
+ *     names.
  *
  * (S) A backend answer is stored only for those of its extents that
  *     no write overlapped while the call was in flight.  Writes carry a
@@ -226,8 +229,8 @@ cache_write_begin (struct cache_write *w, uint64_t offset, uint64_t count)
 {
   CE_LOCK_FOR_SCOPE (&cache_lock);
 
-  w->offset = offset;
-  w->end = offset + count;
+  w->offset = CE_ROUND_DOWN (offset, cache_config.granularity);
+  w->end = CE_ROUND_UP (offset + count, cache_config.granularity);
   w->prev = NULL;
   w->next = writes_in_flight;
   if (w->next)

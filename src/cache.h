@@ -37,6 +37,7 @@ enum scope_mode { SCOPE_AUTO, SCOPE_EXPORT, SCOPE_CONNECTION };
 /* Configuration, set by .config and read-only afterwards. */
 struct cache_config {
   uint64_t window;              /* minimum bytes asked of the backend */
+  uint64_t granularity;         /* writes invalidate in these units */
   uint64_t max_size;            /* bound on the maps' memory */
   enum scope_mode scope;
   bool prefetch;

@@ -20,6 +20,8 @@
 
 #define DEFAULT_WINDOW (UINT64_C (4) << 30)
 #define DEFAULT_MAX_SIZE (UINT64_C (64) << 20)
+#define DEFAULT_GRANULARITY (UINT64_C (2) << 20)
+#define MAX_GRANULARITY (UINT64_C (1) << 30)
 #define DEFAULT_PREFETCH_THREADS 8
 #define MIN_WINDOW 512
 #define MAX_WINDOW (UINT64_C (1) << 62)
@@ -39,6 +41,7 @@ cacheextents_load (void)
 {
   cache_config.window = DEFAULT_WINDOW;
   cache_config.max_size = DEFAULT_MAX_SIZE;
+  cache_config.granularity = DEFAULT_GRANULARITY;
   cache_config.scope = SCOPE_AUTO;
   cache_config.prefetch = true;
   cache_config.prefetch_threads = DEFAULT_PREFETCH_THREADS;
@@ -89,6 +92,16 @@ cacheextents_config (nbdkit_next_config *next, nbdkit_backend *nxdata,
   if (strcmp (key, "cacheextents-max-size") == 0)
     return parse_size_param (key, value, MIN_MAX_SIZE, INT64_MAX,
                              &cache_config.max_size);
+  if (strcmp (key, "cacheextents-granularity") == 0) {
+    if (parse_size_param (key, value, 512, MAX_GRANULARITY,
+                          &cache_config.granularity) == -1)
+      return -1;
+    if (cache_config.granularity & (cache_config.granularity - 1)) {
+      nbdkit_error ("%s=%s: must be a power of 2", key, value);
+      return -1;
+    }
+    return 0;
+  }
   if (strcmp (key, "cacheextents-scope") == 0) {
     if (strcmp (value, "auto") == 0)
       cache_config.scope = SCOPE_AUTO;
@@ -144,6 +157,7 @@ cacheextents_config (nbdkit_next_config *next, nbdkit_backend *nxdata,
 #define cacheextents_config_help \
   "cacheextents-window=SIZE        Least bytes asked of the backend on a miss.\n" \
   "cacheextents-max-size=SIZE      Memory bound of the extent maps.\n" \
+  "cacheextents-granularity=SIZE   Writes forget cached extents this near.\n" \
   "cacheextents-scope=auto|export|connection\n" \
   "                                Which connections share a map.\n" \
   "cacheextents-prefetch=BOOL      Fill the map in the background.\n" \

@@ -52,6 +52,11 @@ accepted ()
   echo "ok: $* accepted"
 }
 
+refused cacheextents-granularity 0
+refused cacheextents-granularity 3000
+refused cacheextents-granularity abc
+refused cacheextents-granularity 256
+refused cacheextents-granularity 2G
 refused cacheextents-window 0
 refused cacheextents-window abc
 refused cacheextents-window -1
@@ -69,6 +74,8 @@ refused cacheextents-scope bogus
 refused cacheextents-scope ""
 refused cacheextents-statsfile ""
 
+accepted cacheextents-granularity=4K
+accepted cacheextents-granularity=1G
 accepted cacheextents-window=512
 accepted cacheextents-window=64K
 accepted cacheextents-window=4E
@@ -80,7 +87,7 @@ accepted cacheextents-scope=export
 accepted cacheextents-scope=connection
 accepted cacheextents-statsfile="$tmp/stats" $CE_OPTS
 
-keys="window max-size scope statsfile"
+keys="window granularity max-size scope statsfile"
 if filter_has_param cacheextents-prefetch; then
   keys="$keys prefetch prefetch-threads"
   refused cacheextents-prefetch maybe
