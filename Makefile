@@ -31,13 +31,20 @@ HDRS = $(wildcard src/*.h)
 
 UNIT_TESTS = $(BUILD)/unit-map
 
-.PHONY: all deps install check check-unit check-shell demo bench bench-quick \
+.PHONY: all deps check-deps install check check-unit check-shell demo bench bench-quick \
 	clean
 
 all: $(FILTER) $(MANPAGE)
 
+# Debian packages beyond the build's own (scripts/deps.sh) that the
+# tests need: clang and its runtime for the fuzzer.
+CHECK_PKGS = clang libclang-rt-14-dev
+
 deps:
 	@scripts/deps.sh
+
+check-deps:
+	@scripts/deps.sh $(CHECK_PKGS)
 
 $(BUILD):
 	mkdir -p $@
@@ -63,8 +70,9 @@ install: $(FILTER) $(MANPAGE)
 	install -m 0755 $(FILTER) $(DESTDIR)$(filterdir)/
 	install -m 0644 $(MANPAGE) $(DESTDIR)$(mandir)/man1/
 
-check: deps
+check: check-deps
 	$(MAKE) all $(UNIT_TESTS)
+	$(MAKE) fuzz-quick
 	tests/run-tests.sh $(UNIT_TESTS) tests/test-*.sh
 
 demo: deps
@@ -81,3 +89,6 @@ bench-quick: deps
 
 clean:
 	rm -rf $(BUILD)
+
+# Further targets (stress, sanitizers, fuzzing) live in mk/*.mk.
+include $(wildcard mk/*.mk)

@@ -1,0 +1,390 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: no cache, nbdkit's bundled cacheextents filter,
+# and this project's filter (with default parameters), under the same
+# clients and the same slow backend.
+#
+# Usage: bench/bench.sh full|quick
+#
+#   full   sparse-random 64G, extents delay 0, 20 and 100 ms
+#          -> bench/results/results.{md,csv,png}
+#   quick  sparse-random 16G, extents delay 20 ms
+#          -> bench/results/quick.{md,csv,png}
+#
+# Each run is a fresh nbdkit started with --run, so every run starts cold
+# and no server outlives the script.  The stack is
+#
+#   nbdkit -U - [CACHE] --filter=stats --filter=delay PLUGIN ...
+#
+# so the stats filter counts the extents calls that get *past* the cache.
+# A cell (client, stack, delay) whose first run takes longer than
+# BENCH_SLOW_SECS is run once only and marked so in the results.
+#
+# Environment (mostly for testing the script itself):
+#   BENCH_RUNS=3          runs per cell; the median is reported
+#   BENCH_SLOW_SECS=60    first run slower than this: run the cell once
+#   BENCH_TIMEOUT=1500    seconds before a single run is killed
+#   BENCH_SIZE            sparse-random size (full: 64G, quick: 16G)
+#   BENCH_DELAYS          extents delays in ms (full: "0 20 100", quick: 20)
+#   BENCH_STACKS          subset of "none bundled ours"
+#   BENCH_CLIENTS         subset of "qemu-img-map nbdinfo-map nbdcopy
+#                         qemu-img-convert"
+#   BENCH_FAST=1          0 skips the fast-backend section
+#   BENCH_FAST_SIZE=16G   sparse-random size in the fast-backend section
+#   BENCH_OUTDIR          where results go (default bench/results)
+#   BENCH_NAME            results file stem (full: results, quick: quick)
+
+set -eu -o pipefail
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+mode=${1:-}
+case $mode in
+  full)  def_name=results; def_size=64G; def_delays="0 20 100" ;;
+  quick) def_name=quick;   def_size=16G; def_delays=20 ;;
+  *) echo "usage: $0 full|quick" >&2; exit 2 ;;
+esac
+
+runs=${BENCH_RUNS:-3}
+slow=${BENCH_SLOW_SECS:-60}
+tmo=${BENCH_TIMEOUT:-1500}
+size=${BENCH_SIZE:-$def_size}
+delays=${BENCH_DELAYS:-$def_delays}
+stacks=${BENCH_STACKS:-none bundled ours}
+clients=${BENCH_CLIENTS:-qemu-img-map nbdinfo-map nbdcopy qemu-img-convert}
+fast=${BENCH_FAST:-1}
+fast_size=${BENCH_FAST_SIZE:-16G}
+outdir=${BENCH_OUTDIR:-$top/bench/results}
+name=${BENCH_NAME:-$def_name}
+ours=$top/build/nbdkit-cacheextents-filter.so
+sparse="sparse-random percent=5 runlength=2097152 seed=1"
+
+log () { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
+die () { log "error: $*"; exit 1; }
+
+"$top/scripts/deps.sh" gnuplot-nox
+for t in nbdkit nbdinfo nbdcopy qemu-img gnuplot timeout awk; do
+  command -v "$t" >/dev/null || die "$t not found"
+done
+
+tmp=$(mktemp -d /tmp/cacheextents-bench.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+mkdir -p "$outdir"
+csv=$outdir/$name.csv
+md=$outdir/$name.md
+png=$outdir/$name.png
+
+# Which stacks can run here.  A missing one is reported, not fatal, so
+# that the script can be exercised before the filter is built.
+declare -A avail
+for s in $stacks; do
+  case $s in
+    none) avail[$s]=yes ;;
+    bundled)
+      if nbdkit --filter=cacheextents null --dump-plugin >/dev/null 2>&1
+      then avail[$s]=yes
+      else avail[$s]=no; log "nbdkit's bundled cacheextents filter is missing"
+      fi ;;
+    ours)
+      if [ -f "$ours" ]; then avail[$s]=yes
+      else avail[$s]=no; log "$ours not built (run make): skipping"
+      fi ;;
+    *) die "unknown stack '$s'" ;;
+  esac
+done
+
+cache_args () {
+  case $1 in
+    none) ;;
+    bundled) echo --filter=cacheextents ;;
+    ours) echo "--filter=$ours" ;;
+  esac
+}
+
+# The client commands, as run by nbdkit's --run shell where $uri is set.
+client_cmd () {
+  case $1 in
+    qemu-img-map) echo 'qemu-img map --output=json "$uri" >/dev/null' ;;
+    nbdinfo-map) echo 'nbdinfo --map "$uri" >/dev/null' ;;
+    nbdcopy) echo 'nbdcopy "$uri" null:' ;;
+    qemu-img-convert)
+      echo 'qemu-img convert -n -f raw "$uri" -O raw' \
+           "'json:{\"file.driver\":\"null-co\",\"file.size\":\"1E\"}'" ;;
+    *) die "unknown client '$1'" ;;
+  esac
+}
+
+# run_once STACK CLIENT BACKEND-ARGS...
+# One cold run.  Sets rt (seconds of client wall time) and ext (backend
+# extents calls); returns non-zero if the client or nbdkit failed.
+run_once () {
+  local stack=$1 client=$2 sf=$tmp/stats tf=$tmp/time lf=$tmp/log rc=0
+  shift 2
+  rm -f "$sf" "$tf"
+  local script="t0=\$(date +%s.%N); $(client_cmd "$client"); rc=\$?;
+t1=\$(date +%s.%N); echo \"\$t0 \$t1 \$rc\" > '$tf'; exit \$rc"
+  # shellcheck disable=SC2046
+  timeout --kill-after=10 "$tmo" \
+    nbdkit -U - $(cache_args "$stack") --filter=stats "$@" \
+      statsfile="$sf" --run "$script" >"$lf" 2>&1 || rc=$?
+  if [ "$rc" -ne 0 ] || [ ! -s "$tf" ] || [ ! -f "$sf" ]; then
+    [ "$rc" -eq 124 ] && log "timed out after $tmo s"
+    log "run failed (status $rc); last lines of its output:"
+    tail -n 20 "$lf" >&2
+    return 1
+  fi
+  rt=$(awk '{ printf "%.3f", $2 - $1 }' "$tf")
+  ext=$(awk '/^extents:/ { n = $2 } END { print n + 0 }' "$sf")
+}
+
+# stats N... -> "median min max" of the arguments.
+stats () {
+  printf '%s\n' "$@" | sort -g | awk '
+    { v[NR] = $1 }
+    END { m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+          print m, v[1], v[NR] }'
+}
+
+echo "section,backend,client,delay_ms,stack,runs,median_s,min_s,max_s,extents_median,extents_min,extents_max,status" > "$csv"
+declare -A res      # "section|backend|client|delay|stack" -> "median ext runs status"
+failed=0
+
+# cell SECTION BACKEND-LABEL CLIENT DELAY STACK BACKEND-ARGS...
+cell () {
+  local section=$1 backend=$2 client=$3 delay=$4 stack=$5 i status=ok
+  local -a times=() exts=()
+  shift 5
+  local key="$section|$backend|$client|$delay|$stack"
+  if [ "${avail[$stack]}" != yes ]; then
+    res[$key]="- - 0 n/a"
+    echo "$section,$backend,$client,$delay,$stack,0,,,,,,,n/a" >> "$csv"
+    return 0
+  fi
+  for ((i = 1; i <= runs; i++)); do
+    if ! run_once "$stack" "$client" "$@"; then
+      status=failed; failed=1; break
+    fi
+    times+=("$rt"); exts+=("$ext")
+    log "$section $backend $client delay=${delay}ms $stack run $i/$runs:" \
+        "$rt s, $ext backend extents calls"
+    if [ "$i" -eq 1 ] && [ "$runs" -gt 1 ] &&
+       awk -v t="$rt" -v s="$slow" 'BEGIN { exit !(t > s) }'; then
+      status=slow
+      log "  first run over $slow s: this cell is run once"
+      break
+    fi
+  done
+  if [ "${#times[@]}" -eq 0 ]; then
+    res[$key]="- - 0 $status"
+    echo "$section,$backend,$client,$delay,$stack,0,,,,,,,$status" >> "$csv"
+    return 0
+  fi
+  local t e
+  t=$(stats "${times[@]}"); e=$(stats "${exts[@]}")
+  set -- $t $e
+  res[$key]="$1 $4 ${#times[@]} $status"
+  echo "$section,$backend,$client,$delay,$stack,${#times[@]},$1,$2,$3,$4,$5,$6,$status" >> "$csv"
+}
+
+started=$(date +%s)
+start_iso=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+log "mode $mode: sparse-random $size, delays '$delays' ms, stacks '$stacks'," \
+    "$runs runs per cell (once if the first run is over $slow s)"
+
+# Section 1: a slow backend.
+for d in $delays; do
+  for c in $clients; do
+    for s in $stacks; do
+      cell slow "sparse-random $size" "$c" "$d" "$s" \
+        --filter=delay $sparse size="$size" delay-extents="${d}ms"
+    done
+  done
+done
+
+# Section 2: fast backends, no delay filter.
+fast_rows=()
+if [ "$fast" = 1 ]; then
+  for c in nbdcopy qemu-img-map; do
+    for s in $stacks; do
+      cell fast "empty memory 100G" "$c" 0 "$s" memory size=100G
+    done
+    fast_rows+=("empty memory 100G|$c")
+  done
+  for s in $stacks; do
+    cell fast "sparse-random $fast_size" nbdcopy 0 "$s" \
+      $sparse size="$fast_size"
+  done
+  fast_rows+=("sparse-random $fast_size|nbdcopy")
+fi
+elapsed=$(( $(date +%s) - started ))
+load_end=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# ---- Results -------------------------------------------------------------
+
+fmt_s () {
+  awk -v t="$1" 'BEGIN { if (t < 1) printf "%.3f", t
+                         else if (t < 100) printf "%.2f", t
+                         else printf "%.1f", t }'
+}
+
+# One table cell pair "time | calls" for KEY.
+md_pair () {
+  local median ext n status
+  read -r median ext n status <<< "${res[$1]}"
+  case $status in
+    n/a) printf ' n/a | n/a |' ;;
+    failed) printf ' **failed** | - |' ;;
+    slow) printf ' %s † | %s |' "$(fmt_s "$median")" "$ext" ;;
+    *) printf ' %s | %s |' "$(fmt_s "$median")" "$ext" ;;
+  esac
+}
+
+speedup () {
+  local a b x
+  read -r a x x x <<< "${res[$1]}"
+  read -r b x x x <<< "${res[$2]}"
+  case "$a$b" in *-*) printf ' - |'; return ;; esac
+  awk -v a="$a" -v b="$b" 'BEGIN { if (b > 0) printf " %.1f× |", a / b
+                                   else printf " - |" }'
+}
+
+header () {
+  local s
+  printf '| %s |' "$1"
+  for s in $stacks; do printf ' %s s | %s calls |' "$s" "$s"; done
+  case " $stacks " in *" none "*" ours "*) printf ' ours vs none |' ;; esac
+  printf '\n|%s' "$(printf -- '---|%.0s' $(seq $(( $2 ))))"
+  for s in $stacks; do printf -- '--:|--:|'; done
+  case " $stacks " in *" none "*" ours "*) printf -- '--:|' ;; esac
+  echo
+}
+
+row () {  # row KEY-PREFIX
+  local s
+  for s in $stacks; do md_pair "$1|$s"; done
+  case " $stacks " in *" none "*" ours "*) speedup "$1|none" "$1|ours" ;; esac
+  echo
+}
+
+cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+mem=$(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
+rev=$(git -C "$top" describe --always --dirty 2>/dev/null || echo unknown)
+{
+  echo "# cacheextents benchmark ($mode)"
+  echo
+  echo "- date: $start_iso; whole benchmark took $elapsed s"
+  echo "- machine: $cpu, $(nproc) cores, $mem RAM;" \
+       "Debian $(cat /etc/debian_version 2>/dev/null || echo '?');" \
+       "kernel $(uname -r)"
+  echo "- load average (1, 5, 15 min) at start: $load_start; at end:" \
+       "$load_end (other work on the machine makes times noisy)"
+  echo "- $(nbdkit --version | head -n1); libnbd $(nbdinfo --version |
+         awk '/^libnbd/ { print $2 }'); $(qemu-img --version | head -n1)"
+  echo "- project revision: $rev"
+  echo "- runs per cell: $runs (the median is shown), except cells marked †"
+  echo "- stacks: none (no cache); bundled (\`--filter=cacheextents\`," \
+       "nbdkit's own); ours (\`build/nbdkit-cacheextents-filter.so\`," \
+       "default parameters)"
+  echo "- \"calls\" is the number of extents calls that reached the backend," \
+       "counted by \`--filter=stats\` placed below the cache"
+  echo
+  echo "## Slow backend"
+  echo
+  echo "\`nbdkit -U - [CACHE] --filter=stats --filter=delay $sparse" \
+       "size=$size delay-extents=Nms\`; each run is a fresh, cold nbdkit." \
+       "Times are client wall-clock seconds."
+  echo
+  header "client | delay" 2
+  for d in $delays; do
+    for c in $clients; do
+      printf '| %s | %s ms |' "$c" "$d"
+      row "slow|sparse-random $size|$c|$d"
+    done
+  done
+  if [ "$fast" = 1 ]; then
+    echo
+    echo "## Fast backends (no delay filter)"
+    echo
+    header "backend | client" 2
+    for r in "${fast_rows[@]}"; do
+      printf '| %s | %s |' "${r%%|*}" "${r#*|}"
+      row "fast|$r|0"
+    done
+  fi
+  echo
+  if printf '%s\n' "${res[@]}" | grep -q ' slow$'; then
+    echo "† The first run took longer than $slow s, so this cell was run" \
+         "**once only** (1 run, no median)."
+  else
+    echo "No cell needed the one-run rule (first run over $slow s)."
+  fi
+  [ "$failed" = 0 ] ||
+    echo "**failed**: a run failed or timed out (limit $tmo s); see the log."
+  echo
+  echo "Clients: \`qemu-img map --output=json\`, \`nbdinfo --map\`," \
+       "\`nbdcopy URI null:\`, and \`qemu-img convert -n -f raw URI -O raw\`" \
+       "into a 1E \`null-co\` target."
+  echo
+  echo "Plot: $(basename "$png") (log scale)."
+} > "$md"
+log "wrote $md and $csv"
+
+# ---- Plot ----------------------------------------------------------------
+
+# Only stacks that could run get a bar: gnuplot refuses a column that
+# has no valid point at all.
+dat=$tmp/plot.dat
+titles=
+pstacks= colors=
+for s in $stacks; do
+  if [ "${avail[$s]}" = yes ]; then
+    pstacks="$pstacks $s"
+    case $s in
+      none) colors="$colors #8c8c8c" ;;
+      bundled) colors="$colors #e69f00" ;;
+      ours) colors="$colors #0072b2" ;;
+    esac
+  fi
+done
+plot_val () {
+  local median x
+  read -r median x x x <<< "${res[$1]}"
+  [ "$median" = - ] && median=NaN
+  printf ' %s' "$median"
+}
+{
+  for d in $delays; do
+    echo "client$pstacks"
+    for c in $clients; do
+      printf '%s' "$c"
+      for s in $pstacks; do plot_val "slow|sparse-random $size|$c|$d|$s"; done
+      echo
+    done
+    printf '\n\n'
+    titles="$titles \"sparse-random $size, extents delay $d ms\""
+  done
+  if [ "$fast" = 1 ]; then
+    echo "client$pstacks"
+    for r in "${fast_rows[@]}"; do
+      case ${r%%|*} in *memory*) b=mem100G ;; *) b=sparse$fast_size ;; esac
+      printf '%s' "$b:${r#*|}"
+      for s in $pstacks; do plot_val "fast|$r|0|$s"; done
+      echo
+    done
+    printf '\n\n'
+    titles="$titles \"fast backends, no delay\""
+  fi
+} > "$dat"
+npanels=$(echo "$delays" | wc -w)
+[ "$fast" = 1 ] && npanels=$((npanels + 1))
+term=png
+gnuplot -e 'set terminal' 2>&1 | grep -qw pngcairo && term=pngcairo
+if gnuplot -e "datafile='$dat'; outfile='$png'; term='$term';
+      npanels=$npanels; nstacks=$(echo "$pstacks" | wc -w); titles='$titles';
+      colors='$colors';
+      heading='cacheextents benchmark ($mode): median of $runs runs (a cell whose first run took over $slow s: 1 run)'" \
+    "$top/bench/plot.gp"
+then log "wrote $png"
+else log "warning: gnuplot failed, no plot"; failed=1
+fi
+log "done in $elapsed s"
+exit "$failed"
