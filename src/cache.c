@@ -157,6 +157,7 @@ scope_new_locked (const char *exportname, int is_tls, bool shared,
   }
   s->is_tls = is_tls;
   s->shared = shared;
+  s->window_cap = CACHE_MAX_COUNT;
   s->size = size;
   s->refs = 1;
   s->next = scopes;
@@ -329,7 +330,7 @@ store_locked (struct scope *s, const struct flight *f,
               const struct nbdkit_extents *answer, bool prefetch)
 {
   size_t i, n = nbdkit_extents_count (answer);
-  size_t evicted;
+  size_t evicted = 0;
 
   if (f->poisoned)
     return;
@@ -344,12 +345,43 @@ store_locked (struct scope *s, const struct flight *f,
       continue;
     /* Out of memory leaves the map as it was, which stays true. */
     map_set (s->map, e.offset, e.length, e.type);
+    /* Evict as we go, so the map never exceeds its bound even while
+     * a large answer is merged.
+     */
+    if (!prefetch && map_lru_bytes (lru) > cache_config.max_size)
+      evicted += map_lru_evict (lru, cache_config.max_size);
   }
-  if (prefetch)
-    return;
-  evicted = map_lru_evict (lru, cache_config.max_size);
   if (evicted)
     stats_count (NULL, STATS_EVICTIONS, evicted);
+}
+
+/* Bound the memory of one answer: nbdkit holds every extent of an
+ * answer until the call returns, so on a densely fragmented disk a
+ * 4 GiB window could hold millions.  Aim for at most 1/16 of the
+ * map's bound per answer: shrink the calls when an answer had more
+ * extents than that, and grow them back (doubling) when answers are
+ * sparse.  Until the first answer has come back prefetch does not
+ * start (see prefetch.c).
+ */
+static void
+adapt_window_locked (struct scope *s, uint64_t start,
+                     const struct nbdkit_extents *answer)
+{
+  size_t n = nbdkit_extents_count (answer);
+  struct nbdkit_extent last = nbdkit_get_extent (answer, n - 1);
+  uint64_t covered = last.offset + last.length - start;
+  uint64_t budget = CE_MAX (UINT64_C (256),
+                            cache_config.max_size / map_extent_cost () / 16);
+
+  s->calibrated = true;
+  if (n > budget) {
+    uint64_t len = covered / n * budget;
+
+    len = CE_ROUND_DOWN (len, cache_config.granularity);
+    s->window_cap = CE_MAX (len, cache_config.granularity);
+  }
+  else if (n < budget / 4)
+    s->window_cap = CE_MIN (s->window_cap * 2, (uint64_t) CACHE_MAX_COUNT);
 }
 
 static void
@@ -392,7 +424,8 @@ cache_fetch_locked (struct scope *s, nbdkit_next *next,
   f->next = s->flights;
   s->flights = f;
 
-  ext = nbdkit_extents_new (start, s->size);
+  /* Extents past 'end' are dropped, so one answer stays bounded. */
+  ext = nbdkit_extents_new (start, end);
   pthread_mutex_unlock (&cache_lock);
   if (ext == NULL)
     *err = errno;
@@ -412,8 +445,10 @@ cache_fetch_locked (struct scope *s, nbdkit_next *next,
   *pp = f->next;
   f->done = true;
   pthread_cond_broadcast (&cache_cond);
-  if (r == 0)
+  if (r == 0) {
     store_locked (s, f, ext, prefetch);
+    adapt_window_locked (s, start, ext);
+  }
   else
     stats_count (NULL, STATS_BACKEND_ERRORS, 1);
   trim_log_locked ();
@@ -471,7 +506,7 @@ cache_window_end_locked (const struct scope *s, uint32_t count,
 {
   uint64_t len = CE_MAX ((uint64_t) count, cache_config.window);
 
-  len = CE_MIN (len, (uint64_t) CACHE_MAX_COUNT);
+  len = CE_MIN (len, s->window_cap);
   len = CE_MIN (len, s->size - offset);
   return offset + len;
 }
@@ -543,7 +578,10 @@ cache_extents (struct scope *s, nbdkit_next *next,
       r = -1;
       break;
     }
-    if (flags & NBDKIT_FLAG_REQ_ONE)
+    /* The rest of the window is in the map; copying it would only
+     * double the memory of a large answer.
+     */
+    if ((flags & NBDKIT_FLAG_REQ_ONE) || x.offset + x.length >= offset + count)
       break;
   }
   nbdkit_extents_free (answer);

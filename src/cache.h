@@ -63,6 +63,8 @@ struct scope {
   struct prefetch *prefetch;    /* running workers, or NULL */
   bool prefetch_failed;         /* could not start: do not retry */
   uint64_t last_miss_end;       /* end of the last client miss's window */
+  uint64_t window_cap;          /* adaptive bound on a call's size */
+  bool calibrated;              /* one answer has set window_cap */
 };
 
 /* A write in progress (lives on the writer's stack). */

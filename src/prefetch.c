@@ -86,6 +86,12 @@ next_target_locked (struct prefetch *p)
   }
   if (cache_bytes_locked () >= cache_config.max_size / 8 * 7)
     return s->size;
+  /* Wait for the first answer (the client's own miss) to size the
+   * calls (cache.c): on a densely fragmented disk nine full windows
+   * at once could hold millions of extents.
+   */
+  if (!s->calibrated)
+    return s->size;
   start = cache_next_unknown_locked (s, p->cursor);
   if (start >= s->size && p->cursor > 0)
     start = cache_next_unknown_locked (s, 0);
