@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# run-one.sh LOGDIR TEST: run one test with the sanitizer environment
+# of run.sh (CE_SAN_MODE etc.), then fail if any report was written.
+#
+# The exit status of nbdkit's server does not reach the test: with
+# --run, nbdkit forks, the server runs in the child and the parent's
+# status is the command's.  A report made while the server shuts down
+# (a leak, a use after free in .close or .unload) would go unseen.  So
+# every sanitizer and valgrind report goes to a file in LOGDIR and any
+# report there fails the test, whatever the test's own result.  Reports
+# that name our code (the filter's .so or src/) are marked as ours.
+set -u
+logdir=$1 t=$2
+rm -rf "$logdir"
+mkdir -p "$logdir"
+export CE_SAN_LOGDIR=$logdir
+
+# Options common to ASan and UBSan (the sanitizer_common ones) and
+# specific to each.  LeakSanitizer runs inside ASan at exit;
+# fast_unwind_on_malloc=0 gives complete allocation stacks through
+# nbdkit's code, which has no frame pointers (nbdkit-quit-leak.awk
+# needs them).
+common="log_path=$logdir/MARK:abort_on_error=1:halt_on_error=1:\
+disable_coredump=1:print_suppressions=0"
+export ASAN_OPTIONS="${common/MARK/asan}:detect_leaks=1:\
+fast_unwind_on_malloc=0:detect_stack_use_after_return=1:\
+strict_string_checks=1:exitcode=86"
+export UBSAN_OPTIONS="${common/MARK/ubsan}:print_stacktrace=1:\
+report_error_type=1"
+
+"$t"
+rc=$?
+
+# Reports: sanitizer logs are written only when there is something to
+# say; a valgrind log always exists and says "ERROR SUMMARY: N errors".
+bad=0
+for f in "$logdir"/*; do
+  [ -f "$f" ] || continue
+  case $(basename "$f") in
+    valgrind.*)
+      # A process that exec'd (the --run command) leaves a log without
+      # a summary; only a non-zero summary is a report.
+      if ! grep -q 'ERROR SUMMARY: [1-9]' "$f"; then
+        continue
+      fi ;;
+    asan.*)
+      if awk -v nbdkit="$CE_SAN_REAL_NBDKIT" \
+           -f "$CE_SAN_SUPP/nbdkit-quit-leak.awk" "$f"; then
+        echo "note: $f: nbdkit's own leak at quit, not ours" \
+          "(see tests/sanitizers/nbdkit-quit-leak.awk)"
+        continue
+      fi ;;
+    ubsan.*) ;;
+    *) continue ;;
+  esac
+  bad=1
+  if grep -q -E 'cacheextents|/src/[a-z_]+\.[ch]:|tsan-harness' "$f"; then
+    echo "SANITIZER REPORT FROM OUR CODE: $f"
+  else
+    echo "SANITIZER REPORT (not naming our code; suppress it in" \
+      "tests/sanitizers/ only with a proof): $f"
+  fi
+  sed 's/^/  | /' "$f"
+done
+
+if [ "$bad" -ne 0 ]; then
+  echo "FAIL: sanitizer reports (the test itself exited with $rc)"
+  exit 1
+fi
+exit $rc
