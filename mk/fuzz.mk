@@ -9,6 +9,9 @@
 
 FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 60
+# Extra libFuzzer flags, e.g. FUZZ_FLAGS='-max_len=128 -jobs=2 -workers=2'
+# for many short runs.
+FUZZ_FLAGS ?=
 FUZZ_CFLAGS = -std=gnu11 $(WARN) -D_GNU_SOURCE -g -O1 \
 	-fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
 	-fno-sanitize-recover=undefined
@@ -23,6 +26,7 @@ fuzz: $(BUILD)/fuzz-map
 	rm -rf $(FUZZ_CORPUS)
 	cp -r fuzz/corpus $(FUZZ_CORPUS)
 	$(BUILD)/fuzz-map -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	  $(FUZZ_FLAGS) \
 	  -artifact_prefix=$(BUILD)/fuzz- $(FUZZ_CORPUS)
 
 fuzz-quick:
