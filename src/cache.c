@@ -184,15 +184,19 @@ cache_scope_attach (const char *exportname, int is_tls, int multi_conn,
       /* The export changed size while nobody was connected: what we
        * knew of it may be wrong now.
        */
-      nbdkit_debug ("cacheextents: export \"%s\" changed size, "
-                    "dropping its map", exportname);
-      map_free (s->map);
-      s->map = map_new (lru);
-      if (s->map == NULL) {
+      struct map *fresh = map_new (lru);
+
+      if (fresh == NULL) {
         nbdkit_error ("cacheextents: map_new: %m");
         return NULL;
       }
+      nbdkit_debug ("cacheextents: export \"%s\" changed size, "
+                    "dropping its map", exportname);
+      map_free (s->map);
+      s->map = fresh;
       s->size = size;
+      s->window_cap = CACHE_MAX_COUNT;
+      s->calibrated = false;
     }
     s->refs++;
     return s;
