@@ -9,8 +9,13 @@ Two servers serve the same disk:
          two), on --front SOCKET (default: $unixsocket from --run).
 
 Several threads, each with its own connection to FRONT (and one to
-BACK for checking), issue random pwrite, trim, zero, pread and block
-status requests.  The oracle:
+BACK for checking), issue random pwrite, trim, zero (with NO_HOLE and
+FAST_ZERO), pread and block status (with and without REQ_ONE)
+requests, often in a shared hot region, next to recent requests, or
+over a range some write has in flight.  "Unit probes" ask block status
+from inside an allocation unit, write elsewhere in that unit and ask
+again; connections are now and then closed and reopened (which stops
+and restarts prefetch workers).  The oracle:
 
   A block status answer of FRONT about a range that no write
   overlapped while the request was in flight (from just before it was
@@ -475,7 +480,7 @@ class Worker(threading.Thread):
             traceback.print_exc()
             self.report("unexpected %s: %s" % (type(e).__name__, e))
 
-    def report(self, msg, lo=None, hi=None):
+    def report(self, msg):
         if FAILED:
             return
         FAILED.append(msg)

@@ -32,7 +32,20 @@ requires_nbdkit_filter delay
 seed=${STRESS_SEED:-$(( (RANDOM << 15 | RANDOM) ))}
 ops=${FAULTS_OPS:-8000}
 secs=${FAULTS_TIME:-15}
-echo "faults: base seed $seed"
+# The allocation unit of files in $tmp (4K on tmpfs with small pages):
+# the data extent that a one-byte write makes in a sparse file.
+file_unit=$("$PYTHON" - "$tmp/unit-probe" <<'PY'
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
+os.ftruncate(fd, 64 << 20)
+os.pwrite(fd, b"x", (32 << 20) + 1)
+a = os.lseek(fd, 0, os.SEEK_DATA)
+print(max(4096, os.lseek(fd, a, os.SEEK_HOLE) - a))
+os.close(fd)
+os.unlink(sys.argv[1])
+PY
+)
+echo "faults: base seed $seed, file allocation unit $file_unit"
 n=0
 
 # variant LABEL BACKEND PREFETCH STRESS-ARGS FRONT-PARAMS...
@@ -47,7 +60,7 @@ variant ()
     memory) back=(memory 16M); gran=32768 ;;
     file)
       truncate -s 16M "$tmp/disk-$n"
-      back=(file "$tmp/disk-$n"); gran=4096
+      back=(file "$tmp/disk-$n"); gran=$file_unit
       [ "$(stat -f -c %T "$tmp")" = tmpfs ] || nhz=0 ;;
   esac
   touch "$inject"

@@ -50,7 +50,21 @@ if [ "$(stat -f -c %T "$tmp")" != tmpfs ]; then
   echo "note: $tmp is not tmpfs: file variants avoid NO_HOLE zeroes"
   no_hole_zero=0
 fi
-echo "stress: base seed $seed, $ops ops per variant, time limit ${secs}s"
+# The allocation unit of files in $tmp (4K on tmpfs with small pages):
+# the data extent that a one-byte write makes in a sparse file.
+file_unit=$("$PYTHON" - "$tmp/unit-probe" <<'PY'
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
+os.ftruncate(fd, 64 << 20)
+os.pwrite(fd, b"x", (32 << 20) + 1)
+a = os.lseek(fd, 0, os.SEEK_DATA)
+print(max(4096, os.lseek(fd, a, os.SEEK_HOLE) - a))
+os.close(fd)
+os.unlink(sys.argv[1])
+PY
+)
+echo "stress: base seed $seed, $ops ops per variant, time limit ${secs}s," \
+     "file allocation unit $file_unit"
 
 # First, deterministically, the case the random runs found first: a
 # write changes the allocation of its whole unit (32K page of the
@@ -85,7 +99,7 @@ if [ "${STRESS_UNIT:-1}" != 0 ]; then
   if [ "$(stat -f -c %T "$tmp")" = tmpfs ]; then
     truncate -s 1M "$tmp/unit.img"
     timeout 60 nbdkit -U - --filter="$FILTER" file "$tmp/unit.img" \
-      cacheextents-prefetch=false --run "$py $tmp/unit.py 4096 file"
+      cacheextents-prefetch=false --run "$py $tmp/unit.py $file_unit file"
   fi
 fi
 
@@ -108,7 +122,7 @@ variant ()
     file)
       rm -f "$tmp/disk-$n"
       truncate -s 16M "$tmp/disk-$n"
-      back=(file "$tmp/disk-$n"); gran=4096; nhz=$no_hole_zero ;;
+      back=(file "$tmp/disk-$n"); gran=$file_unit; nhz=$no_hole_zero ;;
   esac
   # The front, started by the back's --run so that both always exit.
   {
@@ -152,11 +166,11 @@ variant mem-nopf        memory  false  cacheextents-window=256K \
                                        delay-zero=1ms delay-trim=2ms \
                                        delay-fast-zero=false
 variant file-pf-window  file    true   cacheextents-window=1M \
-                                       cacheextents-granularity=4K \
+                                       cacheextents-granularity=$file_unit \
                                        cacheextents-prefetch-threads=3 \
                                        delay-extents=3ms delay-write=2ms \
                                        delay-zero=2ms delay-trim=2ms
-variant file-nopf       file    false  cacheextents-granularity=4K \
+variant file-nopf       file    false  cacheextents-granularity=$file_unit \
                                        delay-extents=1ms delay-write=1ms \
                                        delay-zero=5ms delay-trim=1ms
 

@@ -18,7 +18,7 @@ export CE_SAN_LOGDIR=$logdir
 # Options common to ASan and UBSan (the sanitizer_common ones) and
 # specific to each.  LeakSanitizer runs inside ASan at exit;
 # fast_unwind_on_malloc=0 gives complete allocation stacks through
-# nbdkit's code, which has no frame pointers (nbdkit-quit-leak.awk
+# nbdkit's code, which has no frame pointers (nbdkit-leaks.awk
 # needs them).
 common="log_path=$logdir/MARK:abort_on_error=1:halt_on_error=1:\
 disable_coredump=1:print_suppressions=0"
@@ -27,12 +27,21 @@ fast_unwind_on_malloc=0:detect_stack_use_after_return=1:\
 strict_string_checks=1:exitcode=86"
 export UBSAN_OPTIONS="${common/MARK/ubsan}:print_stacktrace=1:\
 report_error_type=1"
+# TSan goes on after a report, to show them all; any report fails.
+export TSAN_OPTIONS="log_path=$logdir/tsan:halt_on_error=0:exitcode=66:\
+second_deadlock_stack=1"
 
 "$t"
 rc=$?
 
 # Reports: sanitizer logs are written only when there is something to
 # say; a valgrind log always exists and says "ERROR SUMMARY: N errors".
+# Our source files, to recognise our frames in any tool's format:
+# "src/cache.c:123" (ASan, UBSan), "(cache.c:123)" (valgrind).
+top=$(cd "$(dirname "$0")/../.." && pwd)
+ours=$(cd "$top/src" && ls *.[ch] | sed 's/\./\\./' | paste -s -d '|')
+ours_re="cacheextents|tsan-harness|(^|[ /(])src/($ours):|[(]($ours):[0-9]+[)]"
+
 bad=0
 for f in "$logdir"/*; do
   [ -f "$f" ] || continue
@@ -45,16 +54,16 @@ for f in "$logdir"/*; do
       fi ;;
     asan.*)
       if awk -v nbdkit="$CE_SAN_REAL_NBDKIT" \
-           -f "$CE_SAN_SUPP/nbdkit-quit-leak.awk" "$f"; then
-        echo "note: $f: nbdkit's own leak at quit, not ours" \
-          "(see tests/sanitizers/nbdkit-quit-leak.awk)"
+           -f "$CE_SAN_SUPP/nbdkit-leaks.awk" "$f"; then
+        echo "note: $f: a known leak of nbdkit, not ours" \
+          "(see tests/sanitizers/nbdkit-leaks.awk)"
         continue
       fi ;;
-    ubsan.*) ;;
+    ubsan.*|tsan.*) ;;
     *) continue ;;
   esac
   bad=1
-  if grep -q -E 'cacheextents|/src/[a-z_]+\.[ch]:|tsan-harness' "$f"; then
+  if grep -q -E "$ours_re" "$f"; then
     echo "SANITIZER REPORT FROM OUR CODE: $f"
   else
     echo "SANITIZER REPORT (not naming our code; suppress it in" \

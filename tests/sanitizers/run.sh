@@ -4,8 +4,9 @@
 #   tests/sanitizers/run.sh MODE FILTER LOGROOT TEST...
 #
 # MODE is asan (FILTER built with -fsanitize=address,undefined; the
-# runtimes are preloaded into nbdkit), or memcheck, helgrind or drd
-# (nbdkit under valgrind).  Each TEST (a shell test or a unit test
+# runtimes are preloaded into nbdkit), memcheck, helgrind or drd
+# (nbdkit under valgrind), or tsan (only instrumented programs such
+# as tests/tsan-harness.c; FILTER is then '-').  Each TEST (a shell test or a unit test
 # binary) runs through tests/run-tests.sh, so the output and the
 # summary line are the usual ones, with FILTER as CACHEEXTENTS_FILTER
 # and tests/sanitizers/bin first on PATH, so that every nbdkit the test
@@ -16,7 +17,7 @@ set -e
 set -u
 
 if [ $# -lt 4 ]; then
-  echo "usage: $0 asan|memcheck|helgrind|drd FILTER LOGROOT TEST..." >&2
+  echo "usage: $0 asan|memcheck|helgrind|drd|tsan FILTER LOGROOT TEST..." >&2
   exit 2
 fi
 mode=$1 filter=$2 logroot=$3
@@ -24,16 +25,16 @@ shift 3
 
 san=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$san/../.." && pwd)
-case $filter in /*) ;; *) filter=$PWD/$filter ;; esac
+case $filter in /*|-) ;; *) filter=$PWD/$filter ;; esac
 case $logroot in /*) ;; *) logroot=$PWD/$logroot ;; esac
 
 export CE_SAN_MODE=$mode
 export CACHEEXTENTS_FILTER=$filter
 export PATH=$san/bin:$PATH
 export CE_SAN_SUPP=$san
-CE_SAN_REAL_NBDKIT=$(command -v nbdkit || true)
-case $CE_SAN_REAL_NBDKIT in
-  /*) ;;
+CE_SAN_REAL_NBDKIT=$(PATH=${PATH#"$san/bin:"} command -v nbdkit || true)
+case $CE_SAN_REAL_NBDKIT:$mode in
+  /*|*:tsan) ;;
   *) echo "$0: nbdkit not found" >&2; exit 2 ;;
 esac
 export CE_SAN_REAL_NBDKIT
@@ -41,11 +42,10 @@ export CE_SAN_REAL_NBDKIT
 case $mode in
   asan)
     # The runtimes first (ASan insists on being first in the initial
-    # library list), then the shim that keeps modules mapped for the
-    # leak check at exit.
-    shim=${CE_SAN_NODLCLOSE:-$(dirname "$filter")/nodlclose.so}
-    CE_SAN_PRELOAD="$(${CC:-gcc} -print-file-name=libasan.so)"
-    CE_SAN_PRELOAD+=" $(${CC:-gcc} -print-file-name=libubsan.so) $shim"
+    # library list), then tests/sanitizers/asan-shim.c (see there).
+    shim=$(dirname "$filter")/asan-shim.so
+    CE_SAN_PRELOAD="$(${SAN_CC:-gcc} -print-file-name=libasan.so)"
+    CE_SAN_PRELOAD+=" $(${SAN_CC:-gcc} -print-file-name=libubsan.so) $shim"
     for f in $CE_SAN_PRELOAD; do
       if [ ! -f "$f" ]; then
         echo "$0: $f not found" >&2
@@ -58,6 +58,7 @@ case $mode in
 --errors-for-leak-kinds=definite --show-leak-kinds=definite \
 --keep-debuginfo=yes --track-origins=yes --num-callers=30 \
 --suppressions=$san/valgrind.supp" ;;
+  tsan) ;;
   helgrind|drd)
     export CE_SAN_VALGRIND_OPTS="--keep-debuginfo=yes --num-callers=30 \
 --suppressions=$san/$mode.supp" ;;
@@ -65,7 +66,8 @@ case $mode in
     echo "$0: unknown mode '$mode'" >&2
     exit 2 ;;
 esac
-if [ "$mode" != asan ] && ! command -v valgrind >/dev/null; then
+if [ "$mode" != asan ] && [ "$mode" != tsan ] &&
+   ! command -v valgrind >/dev/null; then
   echo "$0: valgrind not found" >&2
   exit 2
 fi
