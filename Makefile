@@ -2,6 +2,7 @@
 #
 #   make             build build/nbdkit-cacheextents-filter.so and its man page
 #   make check       install missing Debian packages, build, run every test
+#                    (plain and under ASan+UBSan) and a short fuzz run
 #   make demo        install, build, show the filter against a slow backend
 #   make bench       the side-by-side benchmark (long); bench-quick is short
 #   make install     into nbdkit's filterdir and mandir (DESTDIR, prefix)
@@ -70,9 +71,12 @@ install: $(FILTER) $(MANPAGE)
 	install -m 0755 $(FILTER) $(DESTDIR)$(filterdir)/
 	install -m 0644 $(MANPAGE) $(DESTDIR)$(mandir)/man1/
 
+# The ASan+UBSan run (mk/sanitizers.mk) comes first; the plain run's
+# summary line is the last thing printed.
 check: check-deps
 	$(MAKE) all $(UNIT_TESTS)
 	$(MAKE) fuzz-quick
+	$(MAKE) check-asan
 	tests/run-tests.sh $(UNIT_TESTS) tests/test-*.sh
 
 demo: deps

@@ -33,6 +33,8 @@
 #   BENCH_OUTDIR          where results go (default bench/results)
 #   BENCH_NAME            results file stem (full: results, quick: quick)
 
+# The client commands are run by nbdkit's --run shell, which sets $uri.
+# shellcheck disable=SC2016
 set -eu -o pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -55,15 +57,19 @@ fast_size=${BENCH_FAST_SIZE:-16G}
 outdir=${BENCH_OUTDIR:-$top/bench/results}
 name=${BENCH_NAME:-$def_name}
 ours=$top/build/nbdkit-cacheextents-filter.so
-sparse="sparse-random percent=5 runlength=2097152 seed=1"
+sparse=(sparse-random percent=5 runlength=2097152 seed=1)
 
 log () { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
 die () { log "error: $*"; exit 1; }
 
 "$top/scripts/deps.sh" gnuplot-nox
-for t in nbdkit nbdinfo nbdcopy qemu-img gnuplot timeout awk; do
+for t in nbdkit nbdinfo nbdcopy qemu-img gnuplot timeout awk flock; do
   command -v "$t" >/dev/null || die "$t not found"
 done
+
+# Two benchmarks at once would spoil each other's numbers.
+exec 9> /tmp/cacheextents-bench.lock
+flock -n 9 || die "another bench/bench.sh is running (lock /tmp/cacheextents-bench.lock)"
 
 tmp=$(mktemp -d /tmp/cacheextents-bench.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
@@ -113,18 +119,23 @@ client_cmd () {
 }
 
 # run_once STACK CLIENT BACKEND-ARGS...
-# One cold run.  Sets rt (seconds of client wall time) and ext (backend
+# One cold run.  Sets rt (seconds of client wall time), ot (seconds of
+# the whole nbdkit process: startup, client, shutdown) and ext (backend
 # extents calls); returns non-zero if the client or nbdkit failed.
 run_once () {
   local stack=$1 client=$2 sf=$tmp/stats tf=$tmp/time lf=$tmp/log rc=0
   shift 2
   rm -f "$sf" "$tf"
-  local script="t0=\$(date +%s.%N); $(client_cmd "$client"); rc=\$?;
+  local o0 o1 script cmd
+  cmd=$(client_cmd "$client")
+  script="t0=\$(date +%s.%N); $cmd; rc=\$?;
 t1=\$(date +%s.%N); echo \"\$t0 \$t1 \$rc\" > '$tf'; exit \$rc"
+  o0=$(date +%s.%N)
   # shellcheck disable=SC2046
   timeout --kill-after=10 "$tmo" \
     nbdkit -U - $(cache_args "$stack") --filter=stats "$@" \
       statsfile="$sf" --run "$script" >"$lf" 2>&1 || rc=$?
+  o1=$(date +%s.%N)
   if [ "$rc" -ne 0 ] || [ ! -s "$tf" ] || [ ! -f "$sf" ]; then
     [ "$rc" -eq 124 ] && log "timed out after $tmo s"
     log "run failed (status $rc); last lines of its output:"
@@ -132,6 +143,7 @@ t1=\$(date +%s.%N); echo \"\$t0 \$t1 \$rc\" > '$tf'; exit \$rc"
     return 1
   fi
   rt=$(awk '{ printf "%.3f", $2 - $1 }' "$tf")
+  ot=$(awk -v a="$o0" -v b="$o1" 'BEGIN { printf "%.3f", b - a }')
   ext=$(awk '/^extents:/ { n = $2 } END { print n + 0 }' "$sf")
 }
 
@@ -143,28 +155,28 @@ stats () {
           print m, v[1], v[NR] }'
 }
 
-echo "section,backend,client,delay_ms,stack,runs,median_s,min_s,max_s,extents_median,extents_min,extents_max,status" > "$csv"
+echo "section,backend,client,delay_ms,stack,runs,median_s,min_s,max_s,extents_median,extents_min,extents_max,nbdkit_median_s,status" > "$csv"
 declare -A res      # "section|backend|client|delay|stack" -> "median ext runs status"
 failed=0
 
 # cell SECTION BACKEND-LABEL CLIENT DELAY STACK BACKEND-ARGS...
 cell () {
   local section=$1 backend=$2 client=$3 delay=$4 stack=$5 i status=ok
-  local -a times=() exts=()
+  local -a times=() exts=() outs=()
   shift 5
   local key="$section|$backend|$client|$delay|$stack"
   if [ "${avail[$stack]}" != yes ]; then
     res[$key]="- - 0 n/a"
-    echo "$section,$backend,$client,$delay,$stack,0,,,,,,,n/a" >> "$csv"
+    echo "$section,$backend,$client,$delay,$stack,0,,,,,,,,n/a" >> "$csv"
     return 0
   fi
   for ((i = 1; i <= runs; i++)); do
     if ! run_once "$stack" "$client" "$@"; then
       status=failed; failed=1; break
     fi
-    times+=("$rt"); exts+=("$ext")
+    times+=("$rt"); exts+=("$ext"); outs+=("$ot")
     log "$section $backend $client delay=${delay}ms $stack run $i/$runs:" \
-        "$rt s, $ext backend extents calls"
+        "$rt s ($ot s with nbdkit start and exit), $ext backend extents calls"
     if [ "$i" -eq 1 ] && [ "$runs" -gt 1 ] &&
        awk -v t="$rt" -v s="$slow" 'BEGIN { exit !(t > s) }'; then
       status=slow
@@ -174,14 +186,15 @@ cell () {
   done
   if [ "${#times[@]}" -eq 0 ]; then
     res[$key]="- - 0 $status"
-    echo "$section,$backend,$client,$delay,$stack,0,,,,,,,$status" >> "$csv"
+    echo "$section,$backend,$client,$delay,$stack,0,,,,,,,,$status" >> "$csv"
     return 0
   fi
-  local t e
-  t=$(stats "${times[@]}"); e=$(stats "${exts[@]}")
-  set -- $t $e
+  local t e o
+  t=$(stats "${times[@]}"); e=$(stats "${exts[@]}"); o=$(stats "${outs[@]}")
+  # shellcheck disable=SC2086
+  set -- $t $e $o
   res[$key]="$1 $4 ${#times[@]} $status"
-  echo "$section,$backend,$client,$delay,$stack,${#times[@]},$1,$2,$3,$4,$5,$6,$status" >> "$csv"
+  echo "$section,$backend,$client,$delay,$stack,${#times[@]},$1,$2,$3,$4,$5,$6,$7,$status" >> "$csv"
 }
 
 started=$(date +%s)
@@ -195,7 +208,7 @@ for d in $delays; do
   for c in $clients; do
     for s in $stacks; do
       cell slow "sparse-random $size" "$c" "$d" "$s" \
-        --filter=delay $sparse size="$size" delay-extents="${d}ms"
+        --filter=delay "${sparse[@]}" size="$size" delay-extents="${d}ms"
     done
   done
 done
@@ -211,7 +224,7 @@ if [ "$fast" = 1 ]; then
   done
   for s in $stacks; do
     cell fast "sparse-random $fast_size" nbdcopy 0 "$s" \
-      $sparse size="$fast_size"
+      "${sparse[@]}" size="$fast_size"
   done
   fast_rows+=("sparse-random $fast_size|nbdcopy")
 fi
@@ -228,8 +241,8 @@ fmt_s () {
 
 # One table cell pair "time | calls" for KEY.
 md_pair () {
-  local median ext n status
-  read -r median ext n status <<< "${res[$1]}"
+  local median ext status
+  read -r median ext _ status <<< "${res[$1]}"
   case $status in
     n/a) printf ' n/a | n/a |' ;;
     failed) printf ' **failed** | - |' ;;
@@ -239,9 +252,9 @@ md_pair () {
 }
 
 speedup () {
-  local a b x
-  read -r a x x x <<< "${res[$1]}"
-  read -r b x x x <<< "${res[$2]}"
+  local a b
+  read -r a _ <<< "${res[$1]}"
+  read -r b _ <<< "${res[$2]}"
   case "$a$b" in *-*) printf ' - |'; return ;; esac
   awk -v a="$a" -v b="$b" 'BEGIN { if (b > 0) printf " %.1f× |", a / b
                                    else printf " - |" }'
@@ -289,9 +302,11 @@ rev=$(git -C "$top" describe --always --dirty 2>/dev/null || echo unknown)
   echo
   echo "## Slow backend"
   echo
-  echo "\`nbdkit -U - [CACHE] --filter=stats --filter=delay $sparse" \
+  echo "\`nbdkit -U - [CACHE] --filter=stats --filter=delay ${sparse[*]}" \
        "size=$size delay-extents=Nms\`; each run is a fresh, cold nbdkit." \
-       "Times are client wall-clock seconds."
+       "Times are client wall-clock seconds, measured inside \`--run\`;" \
+       "$(basename "$csv") also has the whole nbdkit process time" \
+       "(nbdkit_median_s: startup, client, shutdown)."
   echo
   header "client | delay" 2
   for d in $delays; do
@@ -334,7 +349,7 @@ log "wrote $md and $csv"
 # has no valid point at all.
 dat=$tmp/plot.dat
 titles=
-pstacks= colors=
+pstacks='' colors=
 for s in $stacks; do
   if [ "${avail[$s]}" = yes ]; then
     pstacks="$pstacks $s"
@@ -346,8 +361,8 @@ for s in $stacks; do
   fi
 done
 plot_val () {
-  local median x
-  read -r median x x x <<< "${res[$1]}"
+  local median
+  read -r median _ <<< "${res[$1]}"
   [ "$median" = - ] && median=NaN
   printf ' %s' "$median"
 }
@@ -378,7 +393,10 @@ npanels=$(echo "$delays" | wc -w)
 [ "$fast" = 1 ] && npanels=$((npanels + 1))
 term=png
 gnuplot -e 'set terminal' 2>&1 | grep -qw pngcairo && term=pngcairo
-if gnuplot -e "datafile='$dat'; outfile='$png'; term='$term';
+# One y axis for all panels, from 0.01 s to the next power of ten.
+ymax=$(awk 'NR > 1 && $7 != "" && $7 > m { m = $7 }
+            END { y = 1; while (y < m) y *= 10; print y }' FS=, "$csv")
+if gnuplot -e "datafile='$dat'; outfile='$png'; term='$term'; ymax=$ymax;
       npanels=$npanels; nstacks=$(echo "$pstacks" | wc -w); titles='$titles';
       colors='$colors';
       heading='cacheextents benchmark ($mode): median of $runs runs (a cell whose first run took over $slow s: 1 run)'" \

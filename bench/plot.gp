@@ -13,6 +13,7 @@
 #   titles    one quoted title per panel
 #   colors    one colour per stack, e.g. '#8c8c8c #e69f00 #0072b2'
 #   heading   the title over all panels
+#   ymax      top of the (shared) y axis, seconds
 
 if (term eq 'pngcairo') {
   set terminal pngcairo size 480 * npanels + 120, 620 font 'sans,10'
@@ -26,7 +27,7 @@ set style histogram clustered gap 1
 set style fill solid 0.85 border -1
 set boxwidth 0.9
 set logscale y
-set yrange [0.01:*]
+set yrange [0.01:ymax]
 set format y '%g'
 set grid ytics mytics
 set ylabel 'client wall time, seconds (log)'
@@ -37,6 +38,7 @@ set bmargin 10
 set multiplot layout 1, npanels title heading
 do for [p = 0:npanels - 1] {
   set title word(titles, p + 1)
+  if (p > 0) { unset key }
   plot for [i = 2:nstacks + 1] datafile index p using i:xtic(1) \
        lc rgb word(colors, i - 1) title columnheader(i)
 }

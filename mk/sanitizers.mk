@@ -45,8 +45,10 @@ ASAN_TESTS ?= $(filter-out $(ASAN_EXCLUDE),$(wildcard tests/test-*.sh)) \
 	tests/sanitizers/scenario.sh
 VALGRIND_TESTS ?= tests/sanitizers/scenario.sh tests/test-errors.sh \
 	tests/test-multi-export.sh tests/test-write-race.sh \
-	tests/test-seed-map.sh tests/test-qemu-io.sh tests/test-scope.sh
-HELGRIND_TESTS ?= tests/sanitizers/scenario.sh
+	tests/test-seed-map.sh tests/test-qemu-io.sh tests/test-scope.sh \
+	tests/test-prefetch.sh
+HELGRIND_TESTS ?= tests/sanitizers/scenario.sh tests/test-write-race.sh \
+	tests/test-prefetch.sh
 HARNESS_SECONDS ?= 10
 ASAN_HARNESS_SECONDS ?= 5
 HARNESS_SEED ?= 1
@@ -99,13 +101,22 @@ check-asan: asan-build
 	  $(ASAN_BUILD)/san $(ASAN_BUILD)/unit-map $(ASAN_BUILD)/asan-harness \
 	  $(ASAN_TESTS)
 
+# Both parts run even if the first fails.
 check-tsan: $(TSAN_BUILD)/tsan-harness valgrind-build
-	tests/sanitizers/run.sh tsan - $(TSAN_BUILD)/san $(TSAN_BUILD)/tsan-harness
+	@rc=0; \
+	tests/sanitizers/run.sh tsan - $(TSAN_BUILD)/san \
+	  $(TSAN_BUILD)/tsan-harness || rc=1; \
 	tests/sanitizers/run.sh helgrind \
 	  $(VG_BUILD)/nbdkit-cacheextents-filter.so $(VG_BUILD)/san-helgrind \
-	  $(HELGRIND_TESTS)
+	  $(HELGRIND_TESTS) || rc=1; \
+	exit $$rc
 
 check-valgrind: valgrind-build
 	tests/sanitizers/run.sh memcheck \
 	  $(VG_BUILD)/nbdkit-cacheextents-filter.so $(VG_BUILD)/san-memcheck \
 	  $(VALGRIND_TESTS)
+
+.PHONY: clean-sanitizers
+clean-sanitizers:
+	rm -rf $(ASAN_BUILD) $(TSAN_BUILD) $(VG_BUILD)
+clean: clean-sanitizers

@@ -9,13 +9,15 @@
 # default 20).  With the defaults the whole demo takes about a minute,
 # almost all of it the uncached qemu-img map.
 
+# The map commands are run by nbdkit's --run shell, which sets $uri.
+# shellcheck disable=SC2016
 set -eu -o pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 size=${DEMO_SIZE:-48G}
 delay=${DEMO_DELAY:-20}
 ours=$top/build/nbdkit-cacheextents-filter.so
-backend="sparse-random size=$size percent=5 runlength=2097152 seed=1"
+backend=(sparse-random size="$size" percent=5 runlength=2097152 seed=1)
 
 die () { echo "demo: error: $*" >&2; exit 1; }
 
@@ -43,6 +45,14 @@ cache_args () {
   esac
 }
 
+label () {
+  case $1 in
+    none) echo "no cache" ;;
+    bundled) echo "nbdkit's cacheextents" ;;
+    ours) echo "this project" ;;
+  esac
+}
+
 # run STACK NAME CLIENT-COMMAND: one cold nbdkit; the client writes its
 # map to $tmp/NAME.STACK.  Prints "seconds backend-extents-calls".
 run () {
@@ -51,16 +61,18 @@ run () {
   # shellcheck disable=SC2046
   timeout --kill-after=10 900 \
     nbdkit -U - $(cache_args "$stack") --filter=stats --filter=delay \
-      $backend delay-extents="${delay}ms" statsfile="$sf" \
+      "${backend[@]}" delay-extents="${delay}ms" statsfile="$sf" \
       --run "t0=\$(date +%s.%N); $cmd > '$tmp/$name.$stack'; rc=\$?;
              t1=\$(date +%s.%N); echo \"\$t0 \$t1\" > '$tf'; exit \$rc" ||
     die "$name through stack '$stack' failed"
-  [ -s "$tf" ] && [ -f "$sf" ] || die "$name through '$stack': no measurement"
+  if [ ! -s "$tf" ] || [ ! -f "$sf" ]; then
+    die "$name through '$stack': no measurement"
+  fi
   awk '{ printf "%.2f ", $2 - $1 }' "$tf"
   awk '/^extents:/ { n = $2 } END { print n + 0 }' "$sf"
 }
 
-echo "Backend: nbdkit [CACHE] --filter=stats --filter=delay $backend \\"
+echo "Backend: nbdkit [CACHE] --filter=stats --filter=delay ${backend[*]} \\"
 echo "           delay-extents=${delay}ms"
 echo "Each line is a fresh nbdkit, so every cache starts cold."
 echo "\"calls\" are extents calls that reached the backend (the stats filter"
@@ -69,17 +81,11 @@ echo
 
 declare -A res
 for s in $stacks; do
+  echo "  ... qemu-img map and nbdinfo --map through: $(label "$s")"
   res[$s.qemu]=$(run "$s" qemu 'qemu-img map --output=json "$uri"')
   res[$s.nbdinfo]=$(run "$s" nbdinfo 'nbdinfo --map "$uri"')
 done
-
-label () {
-  case $1 in
-    none) echo "no cache" ;;
-    bundled) echo "nbdkit's cacheextents" ;;
-    ours) echo "this project" ;;
-  esac
-}
+echo
 
 printf '%-22s  %21s  %21s\n' "" "qemu-img map" "nbdinfo --map"
 printf '%-22s  %10s %10s  %10s %10s\n' stack seconds calls seconds calls

@@ -44,9 +44,11 @@
  * made.  The granularity is set to UNIT, the tightest the filter
  * allows for this backend.  The stand-ins also hold the filter to the
  * nbdkit_extents contract (a list that starts at its start, extents
- * added in order and contiguous) and count calls, and at the end the
- * filter's counters must match: requests, hits + misses, and backend
- * calls made for clients plus for prefetch.
+ * added in order and contiguous) and count calls.  At the end, with
+ * the clients stopped, a walk of each export through a new connection
+ * must give exactly the model, and the filter's counters must match
+ * ours: requests, hits + misses, and backend calls made for clients
+ * plus for prefetch.
  *
  * Run: tsan-harness [SEED [SECONDS]], by default $HARNESS_SEED (else
  * 1) and $HARNESS_SECONDS (else 10); the seed is printed.  Exit 0 if
@@ -711,30 +713,19 @@ conn_close (struct conn *c)
   free (c);
 }
 
-/* One block status request, checked against the model. */
-static void
-client_extents (struct conn *c, uint64_t *r, int id, uint64_t op)
+/* One block status request, checked against the model.  Returns the
+ * end of the answer, or 0 if the request failed.
+ */
+static uint64_t
+request (struct conn *c, int id, uint64_t op,
+         uint64_t offset, uint64_t count, uint32_t flags)
 {
   struct export *x = c->x;
   struct nbdkit_extents *ext;
-  uint64_t offset, count, t0, t1;
-  uint32_t flags;
+  struct nbdkit_extent last;
+  uint64_t t0, t1;
   size_t i, n;
   int err = 0, ret;
-
-  offset = rnd_below (r, SIZE);
-  if (rnd_below (r, 3) == 0)
-    offset = edge_pick (r) % SIZE;
-  else if (rnd_below (r, 2))
-    offset = offset / UNIT * UNIT;
-  switch (rnd_below (r, 3)) {
-  case 0: count = 1 + rnd_below (r, 4096); break;
-  case 1: count = 1 + rnd_below (r, 1024 * 1024); break;
-  default: count = SIZE; break;
-  }
-  if (count > SIZE - offset)
-    count = SIZE - offset;
-  flags = rnd_below (r, 3) == 0 ? NBDKIT_FLAG_REQ_ONE : 0;
 
   ext = nbdkit_extents_new (offset, SIZE);     /* as the server does */
   assert (ext);
@@ -749,18 +740,18 @@ client_extents (struct conn *c, uint64_t *r, int id, uint64_t op)
       FAIL ("client %d op %" PRIu64 ": .extents failed without an errno",
             id, op);
     nbdkit_extents_free (ext);
-    return;
+    return 0;
   }
   n = nbdkit_extents_count (ext);
   if (n == 0 || nbdkit_get_extent (ext, 0).offset != offset) {
     FAIL ("client %d op %" PRIu64 ": no extent at offset %" PRIu64,
           id, op, offset);
     nbdkit_extents_free (ext);
-    return;
+    return 0;
   }
+  last = nbdkit_get_extent (ext, n - 1);
   edge_push (offset);
-  edge_push (nbdkit_get_extent (ext, n - 1).offset +
-             nbdkit_get_extent (ext, n - 1).length);
+  edge_push (last.offset + last.length);
   pthread_mutex_lock (&x->lock);
   for (i = 0; i < n; ++i) {
     struct nbdkit_extent e = nbdkit_get_extent (ext, i);
@@ -784,6 +775,51 @@ client_extents (struct conn *c, uint64_t *r, int id, uint64_t op)
   }
   pthread_mutex_unlock (&x->lock);
   nbdkit_extents_free (ext);
+  return last.offset + last.length;
+}
+
+/* A random block status request. */
+static void
+client_extents (struct conn *c, uint64_t *r, int id, uint64_t op)
+{
+  uint64_t offset, count;
+
+  offset = rnd_below (r, SIZE);
+  if (rnd_below (r, 3) == 0)
+    offset = edge_pick (r) % SIZE;
+  else if (rnd_below (r, 2))
+    offset = offset / UNIT * UNIT;
+  switch (rnd_below (r, 3)) {
+  case 0: count = 1 + rnd_below (r, 4096); break;
+  case 1: count = 1 + rnd_below (r, 1024 * 1024); break;
+  default: count = SIZE; break;
+  }
+  if (count > SIZE - offset)
+    count = SIZE - offset;
+  request (c, id, op, offset, count,
+           rnd_below (r, 3) == 0 ? NBDKIT_FLAG_REQ_ONE : 0);
+}
+
+/* With nothing else running, walk the whole export through a new
+ * connection: the answers must be exactly the model now.
+ */
+static void
+final_walk (struct export *x, uint64_t r)
+{
+  struct conn *c = conn_open (x, 0, r);
+  uint64_t pos = 0, end, op = 0;
+  unsigned failed = 0;
+
+  while (pos < SIZE && failed < 100) {
+    end = request (c, -1, op++, pos, SIZE - pos, 0);
+    if (end == 0)
+      failed++;                 /* an injected backend error: again */
+    else
+      pos = end;
+  }
+  if (pos < SIZE)
+    FAIL ("the final walk of export %s did not finish", x->name);
+  conn_close (c);
 }
 
 static void
@@ -981,6 +1017,8 @@ main (int argc, char *argv[])
   for (i = 0; i < CLIENTS; ++i)
     pthread_join (threads[i], NULL);
   conn_close (shared_conn);
+  final_walk (&exports[0], rnd (&r));
+  final_walk (&exports[1], rnd (&r));
 
   if (f->unload)
     f->unload ();

@@ -54,12 +54,14 @@ case $mode in
     done
     export CE_SAN_PRELOAD ;;
   memcheck)
+    export CE_SAN_IDLE_WAIT=60
     export CE_SAN_VALGRIND_OPTS="--leak-check=full \
 --errors-for-leak-kinds=definite --show-leak-kinds=definite \
 --keep-debuginfo=yes --track-origins=yes --num-callers=30 \
 --suppressions=$san/valgrind.supp" ;;
   tsan) ;;
   helgrind|drd)
+    export CE_SAN_IDLE_WAIT=60
     export CE_SAN_VALGRIND_OPTS="--keep-debuginfo=yes --num-callers=30 \
 --suppressions=$san/$mode.supp" ;;
   *)
