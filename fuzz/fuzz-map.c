@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright the cacheextents authors.
+ */
 /* cacheextents: libFuzzer target for the extent map (src/map.c).
  *
  * The input is decoded into a sequence of map operations on two maps

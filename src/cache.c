@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright the cacheextents authors.
+ */
 /* cacheextents: the cache proper.
  *
  * Design note
@@ -29,12 +32,68 @@
  *     overlaps a write still in flight, or a write that completed with
  *     a later generation than the call's start.  Completed writes are
  *     logged only as long as some call that started before them is
- *     still in flight.
+ *     still in flight, and at most LOG_MAX of them: then they are
+ *     folded into fewer, larger ranges (see fold_log_locked).  A store
+ *     merges the writes that
+ *     concern its call into a sorted set once, then checks each answer
+ *     extent in O(log n).
  *
- * Together: an extent present in the map overlaps no write in flight,
- * and every completed write that overlaps it completed before the
- * call that learned it started.  So a client that finds it in the map
- * after a write returned never sees the state from before that write.
+ * (F) Some backends make a write visible to block status only when
+ *     it is flushed (nbdkit's cache filter in writeback mode, and any
+ *     write-back layer).  Every range a write covered (widened as in
+ *     W) is remembered as "dirty" when the write returns.  A flush, or
+ *     a write with FUA, takes the dirty ranges when it starts (a flush
+ *     clears them, a FUA write leaves them for the next flush), adds
+ *     the ranges of writes in flight then and of every write that
+ *     starts before it returns (a write-back layer may write those
+ *     back too), and treats them all as a write in flight until it
+ *     returns: it forgets them everywhere when it starts, when they
+ *     are added and when it returns, and rule S drops answers that
+ *     overlap them from calls in flight meanwhile.  Before the flush
+ *     the cache says what the backend says, as no cache would.  Every
+ *     write also stays dirty for the next flush.  Scattered writes are
+ *     kept as at most CACHE_RANGES_MAX ranges (a fixed array, so
+ *     remembering never fails); beyond that they are merged, which
+ *     forgets more than needed but never less.
+ *
+ *     Dirty ranges are kept per connection: without multi-conn a flush
+ *     promises only that connection's writes, yet the layer below may
+ *     write back others' too.  So a flush covers the dirty ranges of
+ *     every connection (and of closed ones, kept as orphans), but
+ *     clears only its own connection's set, or all of them (orphans
+ *     too) if the backend reports multi-conn.  A flush that fails puts
+ *     what it took back.
+ *
+ *     Not covered: a layer that writes back on its own, with no flush
+ *     (nbdkit's cache filter reclaiming dirty blocks when it is full),
+ *     or that changes block status on reads (cow-on-read); see the man
+ *     page's Limitations.
+ *
+ * Together: an extent present in the map overlaps no write or flush in
+ * flight, and every completed write or flush that overlaps it
+ * completed before the call that learned it started.  So a client that
+ * finds it in the map after a write (or the flush that made it
+ * visible) returned never sees the state from before it.
+ *
+ * Idle scopes.  Writes visit only scopes with connections.  A shared
+ * scope that goes idle remembers writes_started; if it differs when a
+ * connection attaches again (a write or flush with something to
+ * forget started meanwhile, or one was in flight at the time), its
+ * map is dropped.  That costs nothing per write, and a read-only
+ * source (qemu-img map, then qemu-img convert, on two connections one
+ * after the other) keeps its map.
+ *
+ * Memory.  Everything counted against cacheextents-max-size is the
+ * maps' extents (map_lru_bytes) plus each scope's own memory, its
+ * export name included (scope_bytes).  Over the bound, idle scopes go
+ * first, least recently used first, then extents, least recently used
+ * first.  One answer can hold many extents in nbdkit's own memory
+ * before it is stored, so calls are sized from the density of what
+ * the export's answers held so far (bytes_per_extent; a first call
+ * assumes FIRST_BYTES_PER_EXTENT) to carry at most answer_budget ()
+ * extents, the extents of all calls in flight together are held below
+ * INFLIGHT_CALLS answers' worth, and one client answer stores at most
+ * two answers' worth, so it cannot wipe out what other scopes know.
  *
  * A client whose own backend call starts after its request arrived
  * may be given that call's raw answer, because the backend produced it
@@ -51,6 +110,7 @@
  * overlap calls in flight and so stay short.
  */
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -72,33 +132,67 @@ struct cache_config cache_config;
  */
 pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 
-/* Broadcast when a flight finishes (waiters look again) and when
- * prefetch workers should look for work or stop.  Used with
- * cache_lock.
+/* Broadcast when a flight finishes (waiters look again, and prefetch
+ * workers waiting for room in flight), when a write or flush ends and
+ * when a prefetch call ends (prefetch_disown waits for those).  Used
+ * with cache_lock.
  */
 pthread_cond_t cache_cond = PTHREAD_COND_INITIALIZER;
 
 /* A backend extents call in progress. */
 struct flight {
   struct flight *next;          /* in scope->flights while not done */
+  struct flight *older, *newer; /* in the list of all calls in flight,
+                                 * oldest first (start_gen order) */
   uint64_t start, end;          /* the window asked for */
   uint64_t start_gen;           /* write_gen when the call started */
+  uint64_t reserved;            /* extents counted in inflight_extents */
   bool done;
   bool poisoned;                /* store nothing from this call */
   unsigned refs;                /* the caller plus waiters */
 };
 
+/* A first call on an export nobody has asked yet is sized as if every
+ * extent covered this many bytes.
+ */
+#define FIRST_BYTES_PER_EXTENT 4096
+/* All answers in flight together may hold this many answers' worth. */
+#define INFLIGHT_CALLS 8
+/* Memory of a scope besides its name and its extents. */
+#define SCOPE_OVERHEAD (sizeof (struct scope) + 64)
+
+/* The write log holds writes and flushes that completed while some
+ * call that started before them is in flight, in generation order.
+ * It is trimmed from the front as the oldest call in flight ends.
+ * When it reaches LOG_MAX entries (a call stuck while writes go on) it
+ * is folded into at most LOG_FOLDED ranges of the newest generation,
+ * so that its memory and the time spent on it stay bounded.
+ */
+#define LOG_MAX 16384
+#define LOG_FOLDED (LOG_MAX / 4)
 struct logged_write {
   uint64_t offset, end;
   uint64_t gen;
 };
 CE_VECTOR (write_log, struct logged_write)
 
+/* All protected by cache_lock. */
 static struct map_lru *lru;
-static struct scope *scopes;
+static struct scope *scopes;            /* active: with connections */
+static struct scope *idle_head;         /* idle, most recently used first */
+static struct scope *idle_tail;
+static uint64_t scope_bytes;            /* memory of all scopes */
 static struct cache_write *writes_in_flight;
-static struct write_log completed;
+static struct cache_flush *flushes_in_flight;
+static struct write_log completed;     /* live from log_first on */
+static size_t log_first;
+static struct flight *oldest_flight;    /* every call in flight, */
+static struct flight *newest_flight;    /* in start order */
+static struct cache_dirty *dirty_sets;  /* of every connection */
+static struct cache_ranges orphans;     /* unflushed, of closed ones */
 static uint64_t write_gen;
+static uint64_t writes_started;         /* writes and flushes, for idle */
+static uint64_t inflight_extents;       /* reserved by flights */
 
 int
 cache_init (void)
@@ -111,20 +205,94 @@ cache_init (void)
   return 0;
 }
 
+/* Extents one call should hold at most: 1/16 of the bound. */
+static uint64_t
+answer_budget (void)
+{
+  return CE_MAX (UINT64_C (256),
+                 cache_config.max_size / map_extent_cost () / 16);
+}
+
+static uint64_t
+scope_cost (const struct scope *s)
+{
+  return SCOPE_OVERHEAD + strlen (s->exportname) + 1;
+}
+
 static void
 scope_free (struct scope *s)
 {
+  /* Prefetch lets go of a scope before its last connection leaves. */
+  assert (!s->pf_queued && s->pf_running == 0 && s->pf_nown == 0);
+  scope_bytes -= scope_cost (s);
   map_free (s->map);
   free (s->exportname);
   free (s);
 }
 
+/* Take the scope's own contexts, to be closed without the lock. */
+static unsigned
+take_contexts_locked (struct scope *s, nbdkit_next **out)
+{
+  unsigned n = s->pf_nown;
+
+  memcpy (out, s->pf_own, n * sizeof *out);
+  s->pf_nown = 0;
+  s->pf_own_tried = false;
+  return n;
+}
+
+static void
+close_contexts (nbdkit_next **ctx, unsigned n)
+{
+#if CACHE_OWN_CONTEXTS
+  unsigned i;
+
+  for (i = 0; i < n; ++i) {
+    ctx[i]->finalize (ctx[i]);
+    nbdkit_next_context_close (ctx[i]);
+  }
+#endif
+}
+
+/* The doubly linked lists of scopes. */
+static void
+list_unlink (struct scope **head, struct scope **tail, struct scope *s)
+{
+  if (tail && s->next == NULL)
+    *tail = s->prev;
+  CE_LIST_UNLINK (*head, s);
+  s->prev = s->next = NULL;
+}
+
+static void
+list_push (struct scope **head, struct scope **tail, struct scope *s)
+{
+  if (tail && *head == NULL)
+    *tail = s;
+  CE_LIST_PUSH (*head, s);
+}
+
 void
 cache_free (void)
 {
+  /* At exit nbdkit may unload without closing the connections (it
+   * does not call into the plugin once it is quitting), so scopes may
+   * still be attached.  The pool is stopped by now; their contexts are
+   * left to nbdkit, which is tearing every backend down.
+   */
   while (scopes) {
     struct scope *s = scopes;
-    scopes = s->next;
+
+    list_unlink (&scopes, NULL, s);
+    s->pf_queued = false;
+    s->pf_running = 0;
+    s->pf_nown = 0;
+    scope_free (s);
+  }
+  while (idle_head) {
+    struct scope *s = idle_head;
+    list_unlink (&idle_head, &idle_tail, s);
     scope_free (s);
   }
   write_log_reset (&completed);
@@ -136,16 +304,66 @@ cache_free (void)
 uint64_t
 cache_bytes_locked (void)
 {
-  return map_lru_bytes (lru);
+  return map_lru_bytes (lru) + scope_bytes;
 }
 
-/* Scopes. */
+/* Honour the bound: idle scopes first, then extents. */
+static void
+evict_locked (void)
+{
+  size_t evicted = 0;
+
+  while (cache_bytes_locked () > cache_config.max_size && idle_tail) {
+    struct scope *s = idle_tail;
+
+    evicted += map_count (s->map);
+    list_unlink (&idle_head, &idle_tail, s);
+    scope_free (s);
+  }
+  if (cache_bytes_locked () > cache_config.max_size)
+    evicted += map_lru_evict (lru, scope_bytes < cache_config.max_size ?
+                              cache_config.max_size - scope_bytes : 0);
+  if (evicted)
+    stats_count (NULL, STATS_EVICTIONS, evicted);
+}
+
+/* Size calls from a density (bytes per extent), see the design note. */
+static void
+set_density_locked (struct scope *s, uint64_t bytes_per_extent)
+{
+  uint64_t budget = answer_budget (), cap;
+
+  s->bytes_per_extent = CE_MAX (bytes_per_extent, UINT64_C (1));
+  if (s->bytes_per_extent > CACHE_MAX_COUNT / budget)
+    cap = CACHE_MAX_COUNT;
+  else
+    cap = CE_ROUND_DOWN (s->bytes_per_extent * budget,
+                         cache_config.granularity);
+  s->window_cap = CE_MAX (cap, cache_config.granularity);
+}
+
+/* What another scope of the same export learned, if any. */
+static const struct scope *
+sibling_locked (const char *exportname, uint64_t size)
+{
+  struct scope *lists[2] = { scopes, idle_head };
+  struct scope *s;
+  int i;
+
+  for (i = 0; i < 2; ++i)
+    for (s = lists[i]; s; s = s->next)
+      if (s->calibrated && s->size == size &&
+          strcmp (s->exportname, exportname) == 0)
+        return s;
+  return NULL;
+}
 
 static struct scope *
 scope_new_locked (const char *exportname, int is_tls, bool shared,
                   uint64_t size)
 {
   struct scope *s = calloc (1, sizeof *s);
+  const struct scope *sib;
 
   if (s == NULL || (s->exportname = strdup (exportname)) == NULL ||
       (s->map = map_new (lru)) == NULL) {
@@ -157,65 +375,183 @@ scope_new_locked (const char *exportname, int is_tls, bool shared,
   }
   s->is_tls = is_tls;
   s->shared = shared;
-  s->window_cap = CACHE_MAX_COUNT;
   s->size = size;
   s->refs = 1;
-  s->next = scopes;
-  scopes = s;
+  sib = sibling_locked (exportname, size);
+  set_density_locked (s, sib ? sib->bytes_per_extent : FIRST_BYTES_PER_EXTENT);
+  s->calibrated = sib != NULL;
+  list_push (&scopes, NULL, s);
+  scope_bytes += scope_cost (s);
+  evict_locked ();
   return s;
 }
 
+/* Forget all a scope knows, keeping the scope.  Returns -1 if out of
+ * memory (nbdkit_error called).
+ */
+static int
+scope_reset_locked (struct scope *s, uint64_t size)
+{
+  struct map *fresh = map_new (lru);
+
+  if (fresh == NULL) {
+    nbdkit_error ("cacheextents: map_new: %m");
+    return -1;
+  }
+  map_free (s->map);
+  s->map = fresh;
+  s->size = size;
+  set_density_locked (s, FIRST_BYTES_PER_EXTENT);
+  s->calibrated = false;
+  s->pf_cursor = s->pf_horizon = s->pf_ahead = s->pf_last = 0;
+  return 0;
+}
+
+static struct scope *
+find_shared_locked (struct scope *list, const char *exportname, int is_tls)
+{
+  struct scope *s;
+
+  for (s = list; s; s = s->next)
+    if (s->shared && s->is_tls == is_tls &&
+        strcmp (s->exportname, exportname) == 0)
+      return s;
+  return NULL;
+}
+
 struct scope *
-cache_scope_attach (const char *exportname, int is_tls, int multi_conn,
+cache_scope_attach (const char *exportname, int is_tls, bool can_share,
                     uint64_t size)
 {
   bool shared = cache_config.scope == SCOPE_EXPORT ||
-    (cache_config.scope == SCOPE_AUTO && multi_conn == 1);
-  struct scope *s;
+    (cache_config.scope == SCOPE_AUTO && can_share);
+  struct scope *s = NULL;
   CE_LOCK_FOR_SCOPE (&cache_lock);
 
-  for (s = scopes; shared && s; s = s->next) {
-    if (!s->shared || s->is_tls != is_tls ||
-        strcmp (s->exportname, exportname) != 0)
-      continue;
-    if (s->size != size) {
-      if (s->refs > 0)
-        break;                  /* in use with another size: go private */
-      /* The export changed size while nobody was connected: what we
-       * knew of it may be wrong now.
-       */
-      struct map *fresh = map_new (lru);
-
-      if (fresh == NULL) {
-        nbdkit_error ("cacheextents: map_new: %m");
-        return NULL;
-      }
-      nbdkit_debug ("cacheextents: export \"%s\" changed size, "
-                    "dropping its map", exportname);
-      map_free (s->map);
-      s->map = fresh;
-      s->size = size;
-      s->window_cap = CACHE_MAX_COUNT;
-      s->calibrated = false;
+  if (shared && (s = find_shared_locked (scopes, exportname, is_tls))) {
+    if (s->size == size) {
+      s->refs++;
+      return s;
     }
-    s->refs++;
+    /* In use with another size: this connection goes private. */
+    return scope_new_locked (exportname, is_tls, false, size);
+  }
+  if (shared && (s = find_shared_locked (idle_head, exportname, is_tls))) {
+    if (s->size != size || s->idle_gen != writes_started) {
+      /* The export changed size, or may have been written, while
+       * nobody was connected: what we knew of it may be wrong now.
+       */
+      if (cacheextents_debug_cache)
+        nbdkit_debug ("cacheextents: export \"%s\" %s while idle, "
+                      "dropping its map", exportname,
+                      s->size != size ? "changed size" : "was written");
+      if (scope_reset_locked (s, size) == -1)
+        return NULL;
+    }
+    list_unlink (&idle_head, &idle_tail, s);
+    list_push (&scopes, NULL, s);
+    s->refs = 1;
     return s;
   }
-  return scope_new_locked (exportname, is_tls, shared && s == NULL, size);
+  return scope_new_locked (exportname, is_tls, shared, size);
 }
 
 void
 cache_scope_detach (struct scope *s)
 {
-  struct scope **pp;
-  CE_LOCK_FOR_SCOPE (&cache_lock);
+  nbdkit_next *ctx[CACHE_MAX_CONTEXTS];
+  unsigned n = 0;
 
-  if (--s->refs > 0 || s->shared)
+  pthread_mutex_lock (&cache_lock);
+  if (--s->refs > 0)
+    goto out;
+  list_unlink (&scopes, NULL, s);
+  n = take_contexts_locked (s, ctx);
+  if (!s->shared || map_count (s->map) == 0) {
+    scope_free (s);
+    goto out;
+  }
+  /* A write in flight now would not reach this map: mark it stale. */
+  s->idle_gen = writes_in_flight || flushes_in_flight ?
+    writes_started - 1 : writes_started;
+  list_push (&idle_head, &idle_tail, s);
+  evict_locked ();
+ out:
+  pthread_mutex_unlock (&cache_lock);
+  close_contexts (ctx, n);
+}
+
+/* Sets of ranges (rule F). */
+
+/* Sort by offset, then merge overlapping or touching ranges. */
+static int
+range_compare (const void *a, const void *b)
+{
+  const struct cache_range *x = a, *y = b;
+
+  return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+static size_t
+ranges_merge (struct cache_range *r, size_t n)
+{
+  size_t i, j;
+
+  qsort (r, n, sizeof r[0], range_compare);
+  for (i = j = 0; i < n; ++i) {
+    if (j > 0 && r[i].offset <= r[j-1].end)
+      r[j-1].end = CE_MAX (r[j-1].end, r[i].end);
+    else
+      r[j++] = r[i];
+  }
+  return j;
+}
+
+/* Does [offset, end) overlap one of n merged ranges?  O(log n). */
+static bool
+ranges_overlap (const struct cache_range *r, size_t n,
+                uint64_t offset, uint64_t end)
+{
+  size_t lo = 0, hi = n;
+
+  /* The first range that ends after offset (ends increase). */
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+
+    if (r[mid].end > offset)
+      hi = mid;
+    else
+      lo = mid + 1;
+  }
+  return lo < n && r[lo].offset < end;
+}
+
+static void
+ranges_compact (struct cache_ranges *rs)
+{
+  rs->n = ranges_merge (rs->r, rs->n);
+  if (rs->n > CACHE_RANGES_MAX / 2) {
+    rs->r[0].end = rs->r[rs->n-1].end;
+    rs->n = 1;
+  }
+}
+
+/* Add [offset, end) to a set. */
+static void
+ranges_add (struct cache_ranges *rs, uint64_t offset, uint64_t end)
+{
+  struct cache_range *last = rs->n ? &rs->r[rs->n-1] : NULL;
+
+  if (last && offset <= last->end && last->offset <= end) {
+    last->offset = CE_MIN (last->offset, offset);
+    last->end = CE_MAX (last->end, end);
     return;
-  for (pp = &scopes; *pp != s; pp = &(*pp)->next)
-    ;
-  *pp = s->next;
-  scope_free (s);
+  }
+  if (rs->n == CACHE_RANGES_MAX)
+    ranges_compact (rs);
+  rs->r[rs->n].offset = offset;
+  rs->r[rs->n].end = end;
+  rs->n++;
 }
 
 /* Writes. */
@@ -232,140 +568,319 @@ forget_everywhere_locked (uint64_t offset, uint64_t end)
 void
 cache_write_begin (struct cache_write *w, uint64_t offset, uint64_t count)
 {
+  struct cache_flush *fl;
   CE_LOCK_FOR_SCOPE (&cache_lock);
 
   w->offset = CE_ROUND_DOWN (offset, cache_config.granularity);
   w->end = CE_ROUND_UP (offset + count, cache_config.granularity);
-  w->prev = NULL;
-  w->next = writes_in_flight;
-  if (w->next)
-    w->next->prev = w;
-  writes_in_flight = w;
+  CE_LIST_PUSH (writes_in_flight, w);
+  writes_started++;
+  /* A flush in flight may write this back too (rule F). */
+  for (fl = flushes_in_flight; fl; fl = fl->next)
+    ranges_add (&fl->set, w->offset, w->end);
   forget_everywhere_locked (w->offset, w->end);
 }
 
-/* Drop log entries that no call in flight can be affected by. */
+static void
+log_clear_locked (void)
+{
+  if (completed.cap > 4 * LOG_MAX / 16)
+    write_log_reset (&completed);   /* give back what a burst took */
+  completed.len = log_first = 0;
+}
+
+/* Drop log entries that no call in flight can be affected by: those
+ * of a generation the oldest call in flight already saw.  Amortised
+ * O(1) per entry.
+ */
 static void
 trim_log_locked (void)
 {
-  uint64_t oldest = UINT64_MAX;
-  struct scope *s;
-  struct flight *f;
-  size_t i, j;
-
-  for (s = scopes; s; s = s->next)
-    for (f = s->flights; f; f = f->next)
-      oldest = CE_MIN (oldest, f->start_gen);
-  for (i = j = 0; i < completed.len; ++i)
-    if (completed.ptr[i].gen > oldest)
-      completed.ptr[j++] = completed.ptr[i];
-  completed.len = j;
+  if (oldest_flight == NULL) {
+    log_clear_locked ();
+    return;
+  }
+  while (log_first < completed.len &&
+         completed.ptr[log_first].gen <= oldest_flight->start_gen)
+    log_first++;
+  if (log_first == completed.len)
+    log_clear_locked ();
+  else if (log_first > 1024 && log_first > completed.len / 2) {
+    memmove (completed.ptr, completed.ptr + log_first,
+             (completed.len - log_first) * sizeof completed.ptr[0]);
+    completed.len -= log_first;
+    log_first = 0;
+  }
 }
 
-/* Out of memory for the write log: make every call in flight store
- * nothing, which is always safe.
+/* Make every call in flight store nothing, which is always safe, and
+ * empty the log, which then serves no call.  Used when out of memory.
  */
 static void
 poison_flights_locked (void)
 {
-  struct scope *s;
-  struct flight *f;
+  struct flight *f, *newer;
 
-  for (s = scopes; s; s = s->next)
-    for (f = s->flights; f; f = f->next)
-      f->poisoned = true;
+  /* A poisoned call needs no log: it leaves the list, so that a long
+   * call cannot hold the log full and so poison the calls after it.
+   */
+  for (f = oldest_flight; f; f = newer) {
+    newer = f->newer;
+    f->poisoned = true;
+    f->older = f->newer = NULL;
+  }
+  oldest_flight = newest_flight = NULL;
+  log_clear_locked ();
+}
+
+/* Fold the full log into at most LOG_FOLDED ranges that cover every
+ * byte it covered, all stamped with its newest generation.  A call
+ * that started before that generation then drops answer extents over
+ * any of them, even those of writes it had already seen: more than
+ * needed, never less; a call that started after it, none, as before.
+ * Generation order holds, since later writes have later generations.
+ * Returns -1 if out of memory.
+ */
+static int
+fold_log_locked (void)
+{
+  size_t n = completed.len - log_first, i, k, group;
+  uint64_t gen = completed.ptr[completed.len - 1].gen;
+  struct cache_range *r = malloc (n * sizeof *r);
+
+  if (r == NULL)
+    return -1;
+  for (i = 0; i < n; ++i) {
+    r[i].offset = completed.ptr[log_first + i].offset;
+    r[i].end = completed.ptr[log_first + i].end;
+  }
+  n = ranges_merge (r, n);
+  /* Still too many: each run of 'group' neighbours becomes one range,
+   * the gaps between them included.
+   */
+  group = (n + LOG_FOLDED - 1) / LOG_FOLDED;
+  for (i = k = 0; i < n; i += group, ++k) {
+    completed.ptr[k].offset = r[i].offset;
+    completed.ptr[k].end = r[CE_MIN (i + group, n) - 1].end;
+    completed.ptr[k].gen = gen;
+  }
+  completed.len = k;
+  log_first = 0;
+  free (r);
+  return 0;
+}
+
+/* A write or flush of [offset, end) has completed: forget it again and
+ * log it for the calls still in flight (rule S).  The caller trims the
+ * log and wakes the workers.
+ */
+static void
+complete_range_locked (uint64_t offset, uint64_t end, uint64_t gen)
+{
+  struct logged_write lw = { .offset = offset, .end = end, .gen = gen };
+
+  forget_everywhere_locked (offset, end);
+  if (oldest_flight == NULL)
+    return;                     /* no call to protect */
+  if ((completed.len - log_first >= LOG_MAX && fold_log_locked () == -1) ||
+      write_log_append (&completed, lw) == -1)
+    poison_flights_locked ();
 }
 
 void
-cache_write_end (struct cache_write *w)
+cache_write_end (struct cache_write *w, struct cache_dirty *d)
 {
-  struct logged_write lw = { .offset = w->offset, .end = w->end };
   CE_LOCK_FOR_SCOPE (&cache_lock);
 
-  if (w->prev)
-    w->prev->next = w->next;
-  else
-    writes_in_flight = w->next;
-  if (w->next)
-    w->next->prev = w->prev;
+  CE_LIST_UNLINK (writes_in_flight, w);
 
-  lw.gen = ++write_gen;
-  forget_everywhere_locked (w->offset, w->end);
-  if (write_log_append (&completed, lw) == -1)
-    poison_flights_locked ();
+  complete_range_locked (w->offset, w->end, ++write_gen);
+  ranges_add (&d->set, w->offset, w->end);
   trim_log_locked ();
   stats_count (NULL, STATS_INVALIDATIONS, 1);
-  /* Prefetch workers may refill what was forgotten. */
+  pthread_cond_broadcast (&cache_cond);
+}
+
+void
+cache_dirty_register (struct cache_dirty *d, bool multi_conn)
+{
+  CE_LOCK_FOR_SCOPE (&cache_lock);
+
+  d->set.n = 0;
+  d->multi_conn = multi_conn;
+  CE_LIST_PUSH (dirty_sets, d);
+}
+
+static void
+ranges_add_all (struct cache_ranges *to, const struct cache_ranges *from)
+{
+  size_t i;
+
+  for (i = 0; i < from->n; ++i)
+    ranges_add (to, from->r[i].offset, from->r[i].end);
+}
+
+void
+cache_dirty_unregister (struct cache_dirty *d)
+{
+  CE_LOCK_FOR_SCOPE (&cache_lock);
+
+  CE_LIST_UNLINK (dirty_sets, d);
+  ranges_add_all (&orphans, &d->set);
+}
+
+void
+cache_flush_begin (struct cache_flush *fl, struct cache_dirty *d, bool fua)
+{
+  const struct cache_write *w;
+  struct cache_dirty *o;
+  size_t i;
+  CE_LOCK_FOR_SCOPE (&cache_lock);
+
+  /* Everything unflushed, and the writes in flight.  A flush clears
+   * its connection's set (every set with multi-conn, and what closed
+   * connections left).  Without multi-conn, what a closed connection
+   * left stays dirty for every later flush: the layers below close
+   * after this filter, and one may write it back then, after a flush
+   * of another connection has returned.  A write with
+   * FUA may make the rest visible too (nbdkit emulates FUA with a
+   * flush) or not (nbdkit's cache filter writes only that block
+   * through), so it clears nothing.
+   */
+  fl->set = orphans;
+  for (o = dirty_sets; o; o = o->next)
+    ranges_add_all (&fl->set, &o->set);
+  for (w = writes_in_flight; w; w = w->next)
+    ranges_add (&fl->set, w->offset, w->end);
+  if (!fua) {
+    d->set.n = 0;
+    if (d->multi_conn) {
+      for (o = dirty_sets; o; o = o->next)
+        o->set.n = 0;
+      orphans.n = 0;
+    }
+  }
+  CE_LIST_PUSH (flushes_in_flight, fl);
+  if (fl->set.n > 0)
+    writes_started++;
+  for (i = 0; i < fl->set.n; ++i)
+    forget_everywhere_locked (fl->set.r[i].offset, fl->set.r[i].end);
+}
+
+void
+cache_flush_end (struct cache_flush *fl, struct cache_dirty *d, bool ok)
+{
+  uint64_t gen;
+  size_t i;
+  CE_LOCK_FOR_SCOPE (&cache_lock);
+
+  CE_LIST_UNLINK (flushes_in_flight, fl);
+  if (!ok)
+    ranges_add_all (&d->set, &fl->set);
+  if (fl->set.n == 0)
+    return;
+
+  gen = ++write_gen;
+  for (i = 0; i < fl->set.n; ++i)
+    complete_range_locked (fl->set.r[i].offset, fl->set.r[i].end, gen);
+  trim_log_locked ();
   pthread_cond_broadcast (&cache_cond);
 }
 
 /* Flights and stores. */
 
-/* Does [offset, end) overlap a write in flight, or one that completed
- * after generation 'gen'?
+/* What no extent of an answer to a call that started at generation
+ * 'gen' may be stored over (rule S): every write and flush in flight,
+ * and every one that completed after gen, merged and sorted into *out
+ * (malloc'd, *n of them), so that each extent is checked in
+ * O(log n).  Returns -1 if out of memory.
  */
-static bool
-overlaps_write_since_locked (uint64_t gen, uint64_t offset, uint64_t end)
+static int
+blocked_ranges_locked (uint64_t gen, struct cache_range **out, size_t *n)
 {
   const struct cache_write *w;
-  size_t i;
+  const struct cache_flush *fl;
+  struct cache_range *r;
+  size_t lo = log_first, hi = completed.len, i, k;
 
+  /* The log is in generation order: what came after gen is a suffix. */
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+
+    if (completed.ptr[mid].gen > gen)
+      hi = mid;
+    else
+      lo = mid + 1;
+  }
+  k = completed.len - lo;
   for (w = writes_in_flight; w; w = w->next)
-    if (w->offset < end && offset < w->end)
-      return true;
-  for (i = 0; i < completed.len; ++i)
-    if (completed.ptr[i].gen > gen &&
-        completed.ptr[i].offset < end && offset < completed.ptr[i].end)
-      return true;
-  return false;
+    k++;
+  for (fl = flushes_in_flight; fl; fl = fl->next)
+    k += fl->set.n;
+  *out = NULL;
+  *n = 0;
+  if (k == 0)
+    return 0;
+  r = malloc (k * sizeof *r);
+  if (r == NULL)
+    return -1;
+  k = 0;
+  for (i = lo; i < completed.len; ++i) {
+    r[k].offset = completed.ptr[i].offset;
+    r[k++].end = completed.ptr[i].end;
+  }
+  for (w = writes_in_flight; w; w = w->next) {
+    r[k].offset = w->offset;
+    r[k++].end = w->end;
+  }
+  for (fl = flushes_in_flight; fl; fl = fl->next)
+    for (i = 0; i < fl->set.n; ++i)
+      r[k++] = fl->set.r[i];
+  *out = r;
+  *n = ranges_merge (r, k);
+  return 0;
 }
 
 /* Merge a backend answer into the map, applying rule (S).
  *
- * For a client the answer is stored from its end backwards, so that
- * the extents the client will ask for next are the most recently used
- * and the last to be evicted if the answer alone exceeds the bound.
- * Prefetch never evicts: it stores from the start and stops at the
- * bound, so that reading ahead cannot push out what clients have not
- * used yet.
+ * Both kinds of store go from the start of the answer, so that the
+ * extents a client will ask for next are stored first.  A client's
+ * store evicts as it goes, so the bound holds even while a large
+ * answer is merged, but stores at most two answers' worth, so that one
+ * answer cannot wipe out what other scopes know.  Prefetch never
+ * evicts: it stops at the bound, so that reading ahead cannot push out
+ * what clients have not used yet.
  */
 static void
 store_locked (struct scope *s, const struct flight *f,
               const struct nbdkit_extents *answer, bool prefetch)
 {
-  size_t i, n = nbdkit_extents_count (answer);
-  size_t evicted = 0;
+  size_t i, n = nbdkit_extents_count (answer), nblocked;
+  size_t most = prefetch ? n : CE_MIN (n, 2 * answer_budget ());
+  struct cache_range *blocked;
 
-  if (f->poisoned)
+  /* Out of memory: storing nothing is always right. */
+  if (f->poisoned ||
+      blocked_ranges_locked (f->start_gen, &blocked, &nblocked) == -1)
     return;
-  for (i = 0; i < n; ++i) {
-    struct nbdkit_extent e = nbdkit_get_extent (answer, prefetch ? i : n-1-i);
+  for (i = 0; i < most; ++i) {
+    struct nbdkit_extent e = nbdkit_get_extent (answer, i);
 
     if (prefetch &&
-        map_lru_bytes (lru) + map_extent_cost () > cache_config.max_size)
+        cache_bytes_locked () + map_extent_cost () > cache_config.max_size)
       break;
-    if (overlaps_write_since_locked (f->start_gen, e.offset,
-                                     e.offset + e.length))
+    if (ranges_overlap (blocked, nblocked, e.offset, e.offset + e.length))
       continue;
     /* Out of memory leaves the map as it was, which stays true. */
     map_set (s->map, e.offset, e.length, e.type);
-    /* Evict as we go, so the map never exceeds its bound even while
-     * a large answer is merged.
-     */
-    if (!prefetch && map_lru_bytes (lru) > cache_config.max_size)
-      evicted += map_lru_evict (lru, cache_config.max_size);
+    if (!prefetch && cache_bytes_locked () > cache_config.max_size)
+      evict_locked ();
   }
-  if (evicted)
-    stats_count (NULL, STATS_EVICTIONS, evicted);
+  free (blocked);
 }
 
-/* Bound the memory of one answer: nbdkit holds every extent of an
- * answer until the call returns, so on a densely fragmented disk a
- * 4 GiB window could hold millions.  Aim for at most 1/16 of the
- * map's bound per answer: shrink the calls when an answer had more
- * extents than that, and grow them back (doubling) when answers are
- * sparse.  Until the first answer has come back prefetch does not
- * start (see prefetch.c).
+/* Learn the export's density from an answer (see the design note):
+ * the next calls are sized to hold about answer_budget () extents.
  */
 static void
 adapt_window_locked (struct scope *s, uint64_t start,
@@ -374,18 +889,9 @@ adapt_window_locked (struct scope *s, uint64_t start,
   size_t n = nbdkit_extents_count (answer);
   struct nbdkit_extent last = nbdkit_get_extent (answer, n - 1);
   uint64_t covered = last.offset + last.length - start;
-  uint64_t budget = CE_MAX (UINT64_C (256),
-                            cache_config.max_size / map_extent_cost () / 16);
 
+  set_density_locked (s, covered / n);
   s->calibrated = true;
-  if (n > budget) {
-    uint64_t len = covered / n * budget;
-
-    len = CE_ROUND_DOWN (len, cache_config.granularity);
-    s->window_cap = CE_MAX (len, cache_config.granularity);
-  }
-  else if (n < budget / 4)
-    s->window_cap = CE_MIN (s->window_cap * 2, (uint64_t) CACHE_MAX_COUNT);
 }
 
 static void
@@ -406,6 +912,12 @@ flight_covering_locked (const struct scope *s, uint64_t offset)
   return NULL;
 }
 
+bool
+cache_inflight_full_locked (void)
+{
+  return inflight_extents >= INFLIGHT_CALLS * answer_budget ();
+}
+
 int
 cache_fetch_locked (struct scope *s, nbdkit_next *next,
                     uint64_t start, uint64_t end, bool prefetch,
@@ -424,9 +936,17 @@ cache_fetch_locked (struct scope *s, nbdkit_next *next,
   f->start = start;
   f->end = end;
   f->start_gen = write_gen;
+  f->reserved = (end - start) / s->bytes_per_extent + 1;
   f->refs = 1;
   f->next = s->flights;
   s->flights = f;
+  f->older = newest_flight;
+  if (newest_flight)
+    newest_flight->newer = f;
+  else
+    oldest_flight = f;
+  newest_flight = f;
+  inflight_extents += f->reserved;
 
   /* Extents past 'end' are dropped, so one answer stays bounded. */
   ext = nbdkit_extents_new (start, end);
@@ -447,7 +967,18 @@ cache_fetch_locked (struct scope *s, nbdkit_next *next,
   for (pp = &s->flights; *pp != f; pp = &(*pp)->next)
     ;
   *pp = f->next;
+  if (!f->poisoned) {           /* else already off the list */
+    if (f->older)
+      f->older->newer = f->newer;
+    else
+      oldest_flight = f->newer;
+    if (f->newer)
+      f->newer->older = f->older;
+    else
+      newest_flight = f->older;
+  }
   f->done = true;
+  inflight_extents -= f->reserved;
   pthread_cond_broadcast (&cache_cond);
   if (r == 0) {
     store_locked (s, f, ext, prefetch);
@@ -465,24 +996,75 @@ cache_fetch_locked (struct scope *s, nbdkit_next *next,
   return r;
 }
 
+/* The end of a write or flush in flight that covers offset, or 0. */
+static uint64_t
+write_covering_locked (uint64_t offset)
+{
+  const struct cache_write *w;
+  const struct cache_flush *fl;
+  size_t i;
+
+  for (w = writes_in_flight; w; w = w->next)
+    if (w->offset <= offset && offset < w->end)
+      return w->end;
+  for (fl = flushes_in_flight; fl; fl = fl->next)
+    for (i = 0; i < fl->set.n; ++i)
+      if (fl->set.r[i].offset <= offset && offset < fl->set.r[i].end)
+        return fl->set.r[i].end;
+  return 0;
+}
+
+uint64_t
+cache_next_write_locked (uint64_t offset)
+{
+  const struct cache_write *w;
+  const struct cache_flush *fl;
+  uint64_t r = UINT64_MAX;
+  size_t i;
+
+  for (w = writes_in_flight; w; w = w->next)
+    if (w->offset > offset)
+      r = CE_MIN (r, w->offset);
+  for (fl = flushes_in_flight; fl; fl = fl->next)
+    for (i = 0; i < fl->set.n; ++i)
+      if (fl->set.r[i].offset > offset)
+        r = CE_MIN (r, fl->set.r[i].offset);
+  return r;
+}
+
+/* Skips what a flight is fetching, and what a write or flush in flight
+ * covers: rule S would drop that part of any answer, so fetching it
+ * now would only be repeated.  Prefetch moves on past it; a client
+ * that asks there later misses and fetches it itself.
+ */
 uint64_t
 cache_next_unknown_locked (struct scope *s, uint64_t offset)
 {
   const struct flight *f;
+  uint64_t end;
 
   while (offset < s->size) {
     offset = map_next_gap (s->map, offset, s->size);
-    if (offset >= s->size || (f = flight_covering_locked (s, offset)) == NULL)
+    if (offset >= s->size)
       break;
-    offset = f->end;
+    if ((f = flight_covering_locked (s, offset)) != NULL)
+      offset = f->end;
+    else if ((end = write_covering_locked (offset)) != 0)
+      offset = end;
+    else
+      break;
   }
   return CE_MIN (offset, s->size);
 }
 
 /* The client path. */
 
-/* Answer from the map, starting with the known extent *e containing
- * offset.  Returns bytes answered, or -1 if nbdkit_add_extent failed.
+/* Answer [offset, want_end) from the map, starting with the known
+ * extent e containing offset.  Every extent is clipped to the request:
+ * a merged extent can be longer than nbdkit's encoder accepts for a
+ * count near 4 GiB (nbdkit before 1.43.7 aborts on one that reaches
+ * exactly 2^32-1 bytes past the offset and beyond).  Returns bytes
+ * answered, or -1 if nbdkit_add_extent failed.
  */
 static int64_t
 serve_locked (struct scope *s, struct map_extent e,
@@ -492,16 +1074,17 @@ serve_locked (struct scope *s, struct map_extent e,
   uint64_t pos = offset;
 
   for (;;) {
-    uint64_t e_end = e.offset + e.length;
+    uint64_t e_end = CE_MIN (e.offset + e.length, want_end);
 
-    if (nbdkit_add_extent (extents, e.offset, e.length, e.type) == -1)
+    if (nbdkit_add_extent (extents, e.offset, e_end - e.offset,
+                           e.type) == -1)
       return -1;
     pos = e_end;
     if ((flags & NBDKIT_FLAG_REQ_ONE) || pos >= want_end ||
         !map_lookup (s->map, pos, &e))
       break;
   }
-  return CE_MIN (pos, want_end) - offset;
+  return pos - offset;
 }
 
 uint64_t
@@ -509,8 +1092,15 @@ cache_window_end_locked (const struct scope *s, uint32_t count,
                          uint64_t offset)
 {
   uint64_t len = CE_MAX ((uint64_t) count, cache_config.window);
+  uint64_t room = INFLIGHT_CALLS * answer_budget ();
 
   len = CE_MIN (len, s->window_cap);
+  /* What the answers in flight leave room for, but always some. */
+  room = room > inflight_extents ? room - inflight_extents : 0;
+  if (room < len / s->bytes_per_extent)
+    len = CE_MIN (len, CE_MAX (CE_ROUND_DOWN (room * s->bytes_per_extent,
+                                              cache_config.granularity),
+                               cache_config.granularity));
   len = CE_MIN (len, s->size - offset);
   return offset + len;
 }
@@ -560,8 +1150,6 @@ cache_extents (struct scope *s, nbdkit_next *next,
   }
 
   end = cache_window_end_locked (s, count, offset);
-  s->last_miss_end = end;
-  pthread_cond_broadcast (&cache_cond);      /* prefetch follows misses */
   if (cacheextents_debug_cache)
     nbdkit_debug ("cacheextents: miss offset=%" PRIu64 " count=%" PRIu32
                   " asking backend for %" PRIu64 " bytes",
@@ -577,7 +1165,11 @@ cache_extents (struct scope *s, nbdkit_next *next,
   for (i = 0; i < n; ++i) {
     struct nbdkit_extent x = nbdkit_get_extent (answer, i);
 
-    if (nbdkit_add_extent (extents, x.offset, x.length, x.type) == -1) {
+    uint64_t x_end = CE_MIN (x.offset + x.length, offset + count);
+
+    /* Clipped to the request, as in serve_locked. */
+    if (nbdkit_add_extent (extents, x.offset, x_end - x.offset,
+                           x.type) == -1) {
       *err = errno;
       r = -1;
       break;
@@ -585,7 +1177,7 @@ cache_extents (struct scope *s, nbdkit_next *next,
     /* The rest of the window is in the map; copying it would only
      * double the memory of a large answer.
      */
-    if ((flags & NBDKIT_FLAG_REQ_ONE) || x.offset + x.length >= offset + count)
+    if ((flags & NBDKIT_FLAG_REQ_ONE) || x_end >= offset + count)
       break;
   }
   nbdkit_extents_free (answer);

@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright the cacheextents authors.
+ */
 /* cacheextents: filter glue.
  *
  * Parameters, connection lifetime and the data-path callbacks.  The
@@ -6,23 +9,28 @@
  */
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <nbdkit-filter.h>
 
 #include "cache.h"
 #include "common.h"
 #include "map.h"
+#include "params.h"
 #include "prefetch.h"
 #include "stats.h"
+#include "version.h"
 
 #define DEFAULT_WINDOW (UINT64_C (4) << 30)
 #define DEFAULT_MAX_SIZE (UINT64_C (64) << 20)
 #define DEFAULT_GRANULARITY (UINT64_C (2) << 20)
 #define MAX_GRANULARITY (UINT64_C (1) << 30)
 #define DEFAULT_PREFETCH_THREADS 8
+#define DEFAULT_PREFETCH_CONTEXTS 8
 #define MIN_WINDOW 512
 #define MAX_WINDOW (UINT64_C (1) << 62)
 #define MIN_MAX_SIZE 4096
@@ -33,6 +41,11 @@ struct handle {
   char *exportname;
   int is_tls;
   struct scope *scope;          /* NULL until .prepare succeeds */
+  struct cache_dirty dirty;     /* registered while scope is set */
+#if CACHE_OWN_CONTEXTS
+  nbdkit_backend *backend;      /* for prefetch's own contexts */
+  int readonly;
+#endif
   struct stats stats;           /* this connection's counters */
 };
 
@@ -45,6 +58,7 @@ cacheextents_load (void)
   cache_config.scope = SCOPE_AUTO;
   cache_config.prefetch = true;
   cache_config.prefetch_threads = DEFAULT_PREFETCH_THREADS;
+  cache_config.prefetch_contexts = DEFAULT_PREFETCH_CONTEXTS;
 }
 
 static void
@@ -53,30 +67,84 @@ cacheextents_unload (void)
   char line[512];
 
   stats_format (&stats_global, line, sizeof line);
-  nbdkit_debug ("cacheextents: total %s", line);
+  nbdkit_debug ("cacheextents: %s total (process-wide): %s",
+                CACHEEXTENTS_VERSION, line);
   if (statsfile && stats_write_file (statsfile) == -1)
     nbdkit_debug ("cacheextents: writing %s: %m", statsfile);
   free (statsfile);
+  prefetch_unload ();
   cache_free ();
 }
 
-/* Parse a size parameter within [min, max]. */
+/* Report a value out of [min, max] in nbdkit's size syntax; max may
+ * be INT64_MAX, the largest size there is.
+ */
+static int
+size_range_error (const char *key, const char *value,
+                  uint64_t min, uint64_t max, bool too_large)
+{
+  char lo[32], hi[32];
+
+  param_format_size (min, lo, sizeof lo);
+  param_format_size (max, hi, sizeof hi);
+  if (max == INT64_MAX && too_large)
+    nbdkit_error ("%s=%s: out of range: must be less than 8E", key, value);
+  else if (max == INT64_MAX)
+    nbdkit_error ("%s=%s: out of range: must be at least %s", key, value, lo);
+  else
+    nbdkit_error ("%s=%s: out of range: must be between %s and %s",
+                  key, value, lo, hi);
+  return -1;
+}
+
+/* Parse a size parameter within [min, max].  Each failure prints one
+ * line (see params.h).
+ */
 static int
 parse_size_param (const char *key, const char *value,
                   uint64_t min, uint64_t max, uint64_t *out)
 {
-  int64_t r = nbdkit_parse_size (value);
+  int64_t r;
 
-  if (r == -1) {
-    nbdkit_error ("%s=%s: not a valid size", key, value);
+  switch (param_check_size (value)) {
+  case PARAM_SIZE_OK:
+    break;
+  case PARAM_SIZE_SYNTAX:
+    nbdkit_error ("%s=%s: not a size: expected a number with an optional "
+                  "suffix K, M, G, T, P or E", key, value);
     return -1;
+  case PARAM_SIZE_TOO_LARGE:
+    return size_range_error (key, value, min, max, true);
   }
-  if ((uint64_t) r < min || (uint64_t) r > max) {
-    nbdkit_error ("%s=%s: out of range: must be between %" PRIu64
-                  " and %" PRIu64 " bytes", key, value, min, max);
+  r = nbdkit_parse_size (value);
+  if (r == -1)
     return -1;
-  }
+  if ((uint64_t) r < min || (uint64_t) r > max)
+    return size_range_error (key, value, min, max, (uint64_t) r > max);
   *out = r;
+  return 0;
+}
+
+/* Parse a small count within [min, max]. */
+static int
+parse_count_param (const char *key, const char *value,
+                   unsigned min, unsigned max, unsigned *out)
+{
+  unsigned n;
+
+  if (!param_is_small_unsigned (value)) {
+    nbdkit_error ("%s=%s: expected a decimal number from %u to %u",
+                  key, value, min, max);
+    return -1;
+  }
+  if (nbdkit_parse_unsigned (key, value, &n) == -1)
+    return -1;
+  if (n < min || n > max) {
+    nbdkit_error ("%s=%s: out of range: must be between %u and %u",
+                  key, value, min, max);
+    return -1;
+  }
+  *out = n;
   return 0;
 }
 
@@ -93,13 +161,15 @@ cacheextents_config (nbdkit_next_config *next, nbdkit_backend *nxdata,
     return parse_size_param (key, value, MIN_MAX_SIZE, INT64_MAX,
                              &cache_config.max_size);
   if (strcmp (key, "cacheextents-granularity") == 0) {
-    if (parse_size_param (key, value, 512, MAX_GRANULARITY,
-                          &cache_config.granularity) == -1)
+    uint64_t g;
+
+    if (parse_size_param (key, value, 512, MAX_GRANULARITY, &g) == -1)
       return -1;
-    if (cache_config.granularity & (cache_config.granularity - 1)) {
+    if (g & (g - 1)) {
       nbdkit_error ("%s=%s: must be a power of 2", key, value);
       return -1;
     }
+    cache_config.granularity = g;
     return 0;
   }
   if (strcmp (key, "cacheextents-scope") == 0) {
@@ -116,53 +186,56 @@ cacheextents_config (nbdkit_next_config *next, nbdkit_backend *nxdata,
     return 0;
   }
   if (strcmp (key, "cacheextents-prefetch") == 0) {
-    r = nbdkit_parse_bool (value);
-    if (r == -1) {
-      nbdkit_error ("%s=%s: must be a boolean", key, value);
+    if (!param_is_bool (value)) {
+      nbdkit_error ("%s=%s: not a boolean: expected true or false "
+                    "(or on/off, yes/no, 1/0)", key, value);
       return -1;
     }
+    r = nbdkit_parse_bool (value);
+    if (r == -1)
+      return -1;
     cache_config.prefetch = r;
     return 0;
   }
-  if (strcmp (key, "cacheextents-prefetch-threads") == 0) {
-    if (nbdkit_parse_unsigned (key, value,
-                               &cache_config.prefetch_threads) == -1) {
-      nbdkit_error ("%s=%s: not a valid number of threads", key, value);
-      return -1;
-    }
-    if (cache_config.prefetch_threads < 1 ||
-        cache_config.prefetch_threads > PREFETCH_MAX_THREADS) {
-      nbdkit_error ("%s=%s: out of range: must be between 1 and %d",
-                    key, value, PREFETCH_MAX_THREADS);
-      return -1;
-    }
-    return 0;
-  }
+  if (strcmp (key, "cacheextents-prefetch-threads") == 0)
+    return parse_count_param (key, value, 1, PREFETCH_MAX_THREADS,
+                              &cache_config.prefetch_threads);
+  if (strcmp (key, "cacheextents-prefetch-contexts") == 0)
+    return parse_count_param (key, value, 0, CACHE_MAX_CONTEXTS,
+                              &cache_config.prefetch_contexts);
   if (strcmp (key, "cacheextents-statsfile") == 0) {
     if (value[0] == '\0') {
       nbdkit_error ("%s=%s: the file name must not be empty", key, value);
       return -1;
     }
+    /* nbdkit may change directory (as a daemon) before we write it. */
     free (statsfile);
-    statsfile = strdup (value);
-    if (statsfile == NULL) {
-      nbdkit_error ("strdup: %m");
-      return -1;
-    }
-    return 0;
+    statsfile = nbdkit_absolute_path (value);
+    return statsfile ? 0 : -1;
   }
   return next (nxdata, key, value);
 }
 
+/* The defaults here must match the DEFAULT_ defines above. */
 #define cacheextents_config_help \
-  "cacheextents-window=SIZE        Least bytes asked of the backend on a miss.\n" \
-  "cacheextents-max-size=SIZE      Memory bound of the extent maps.\n" \
-  "cacheextents-granularity=SIZE   Writes forget cached extents this near.\n" \
+  "cacheextents-window=SIZE        Bytes asked of the plugin on a miss " \
+  "(default 4G).\n" \
+  "cacheextents-max-size=SIZE      Memory bound of all extent maps " \
+  "(default 64M).\n" \
+  "cacheextents-granularity=SIZE   Writes forget extents in this unit " \
+  "(default 2M).\n" \
   "cacheextents-scope=auto|export|connection\n" \
-  "                                Which connections share a map.\n" \
-  "cacheextents-prefetch=BOOL      Fill the map in the background.\n" \
-  "cacheextents-prefetch-threads=N Prefetch workers per export.\n" \
-  "cacheextents-statsfile=FILE     Write the summary line to FILE at exit."
+  "                                Which connections share a map " \
+  "(default auto).\n" \
+  "cacheextents-prefetch=BOOL      Fill the map in the background " \
+  "(default true).\n" \
+  "cacheextents-prefetch-threads=N Prefetch workers, one pool for all " \
+  "(default 8).\n" \
+  "cacheextents-prefetch-contexts=N Prefetch's own plugin contexts per " \
+  "shared map,\n" \
+  "                                nbdkit >= 1.43.9 (default 8).\n" \
+  "cacheextents-statsfile=FILE     Summary line written at exit " \
+  "(default none)."
 
 static int
 cacheextents_config_complete (nbdkit_next_config_complete *next,
@@ -170,10 +243,24 @@ cacheextents_config_complete (nbdkit_next_config_complete *next,
 {
   /* The map must hold at least a handful of extents to be useful. */
   if (cache_config.max_size < 16 * map_extent_cost ()) {
+    char need[32];
+
+    param_format_size (16 * map_extent_cost (), need, sizeof need);
     nbdkit_error ("cacheextents-max-size=%" PRIu64 ": too small: must hold "
-                  "at least 16 extents (%zu bytes)", cache_config.max_size,
-                  16 * map_extent_cost ());
+                  "at least 16 extents (%s)", cache_config.max_size, need);
     return -1;
+  }
+  /* Say now, not silently at exit, that the file cannot be written. */
+  if (statsfile) {
+    int fd = open (statsfile, O_WRONLY | O_CREAT | O_CLOEXEC | O_NONBLOCK,
+                   0644);
+
+    if (fd == -1) {
+      nbdkit_error ("cacheextents-statsfile=%s: cannot create: %m",
+                    statsfile);
+      return -1;
+    }
+    close (fd);
   }
   if (cache_init () == -1)
     return -1;
@@ -183,10 +270,19 @@ cacheextents_config_complete (nbdkit_next_config_complete *next,
 static int
 cacheextents_get_ready (int thread_model)
 {
-  /* Workers call the backend beside the clients' own requests. */
+  /* Workers call the backend beside the clients' own requests, which
+   * only the parallel model allows.  Said without -v: the user asked
+   * for prefetch (it is on by default) and does not get it.
+   */
   if (cache_config.prefetch && thread_model != NBDKIT_THREAD_MODEL_PARALLEL) {
-    nbdkit_debug ("cacheextents: prefetch disabled: the thread model "
-                  "is not parallel");
+    nbdkit_error ("cacheextents: warning: prefetch is off: a plugin or "
+                  "filter of this stack serializes requests (thread "
+                  "model %s, not parallel); set cacheextents-prefetch="
+                  "false to silence this",
+                  thread_model == NBDKIT_THREAD_MODEL_SERIALIZE_REQUESTS ?
+                  "serialize_requests" :
+                  thread_model == NBDKIT_THREAD_MODEL_SERIALIZE_ALL_REQUESTS ?
+                  "serialize_all_requests" : "serialize_connections");
     cache_config.prefetch = false;
   }
   return 0;
@@ -207,31 +303,52 @@ cacheextents_open (nbdkit_next_open *next, nbdkit_context *context,
     return NULL;
   }
   h->is_tls = is_tls;
+#if CACHE_OWN_CONTEXTS
+  h->backend = nbdkit_context_get_backend (context);
+  h->readonly = readonly;
+#endif
   return h;
 }
 
-/* Join a scope once the export's size and multi-conn are known. */
+/* Join a scope once the export's size is known.  Connections may
+ * share a map when they are sure to see the same data: the backend
+ * says so (multi-conn), or nothing can be written through this server
+ * (nbdkit -r, or a read-only plugin), so no connection can make what
+ * another sees differ.
+ */
 static int
 cacheextents_prepare (nbdkit_next *next, void *handle, int readonly)
 {
   struct handle *h = handle;
   int64_t size = next->get_size (next);
-  int multi_conn = next->can_multi_conn (next);
+  int multi_conn, can_write;
 
   if (size == -1)
     return -1;
-  h->scope = cache_scope_attach (h->exportname, h->is_tls, multi_conn, size);
-  return h->scope ? 0 : -1;
+  multi_conn = next->can_multi_conn (next);
+  can_write = next->can_write (next);
+  if (multi_conn == -1 || can_write == -1)
+    return -1;
+  h->scope = cache_scope_attach (h->exportname, h->is_tls,
+                                 multi_conn == 1 || can_write == 0, size);
+  if (h->scope == NULL)
+    return -1;
+  cache_dirty_register (&h->dirty, multi_conn == 1);
+  prefetch_connection (true);
+#if CACHE_OWN_CONTEXTS
+  prefetch_open_contexts (h->scope, h->backend, h->readonly, h->exportname);
+#endif
+  return 0;
 }
 
-/* Workers this connection started may not outlive its contexts. */
+/* Prefetch may not call through this connection's context after it. */
 static int
 cacheextents_finalize (nbdkit_next *next, void *handle)
 {
   struct handle *h = handle;
 
   if (h->scope)
-    prefetch_stop (h->scope, h);
+    prefetch_disown (h->scope, h);
   return 0;
 }
 
@@ -242,11 +359,13 @@ cacheextents_close (void *handle)
   char line[512];
 
   if (h->scope) {
-    prefetch_stop (h->scope, h);
+    prefetch_disown (h->scope, h);
+    cache_dirty_unregister (&h->dirty);
     cache_scope_detach (h->scope);
+    prefetch_connection (false);
   }
-  stats_format (&h->stats, line, sizeof line);
-  nbdkit_debug ("cacheextents: connection %s", line);
+  stats_format_connection (&h->stats, line, sizeof line);
+  nbdkit_debug ("cacheextents: connection: %s", line);
   free (h->exportname);
   free (h);
 }
@@ -260,24 +379,54 @@ cacheextents_extents (nbdkit_next *next, void *handle,
 
   if (h->scope == NULL)
     return next->extents (next, count, offset, flags, extents, err);
-  prefetch_start (h->scope, h, next, count, offset);
+  prefetch_note (h->scope, h, next, count, offset);
   return cache_extents (h->scope, next, count, offset, flags, extents,
                         &h->stats, err);
 }
 
-/* Writes: forget what they may change, before and after. */
+/* Writes forget what they may change, before and after (rule W in
+ * cache.c); with FUA they also make earlier writes visible, as a flush
+ * does (rule F).
+ */
+enum write_kind { WRITE_PWRITE, WRITE_TRIM, WRITE_ZERO };
+
+static int
+do_write (nbdkit_next *next, struct handle *h, enum write_kind kind,
+          const void *buf, uint32_t count, uint64_t offset, uint32_t flags,
+          int *err)
+{
+  struct cache_flush fl;
+  struct cache_write w;
+  bool fua = flags & NBDKIT_FLAG_FUA;
+  int r = -1;
+
+  if (fua)
+    cache_flush_begin (&fl, &h->dirty, true);
+  cache_write_begin (&w, offset, count);
+  switch (kind) {
+  case WRITE_PWRITE:
+    r = next->pwrite (next, buf, count, offset, flags, err);
+    break;
+  case WRITE_TRIM:
+    r = next->trim (next, count, offset, flags, err);
+    break;
+  case WRITE_ZERO:
+    r = next->zero (next, count, offset, flags, err);
+    break;
+  }
+  cache_write_end (&w, &h->dirty);
+  stats_count_connection (&h->stats, STATS_INVALIDATIONS, 1);
+  if (fua)
+    cache_flush_end (&fl, &h->dirty, r == 0);
+  return r;
+}
+
 static int
 cacheextents_pwrite (nbdkit_next *next, void *handle,
                      const void *buf, uint32_t count, uint64_t offset,
                      uint32_t flags, int *err)
 {
-  struct cache_write w;
-  int r;
-
-  cache_write_begin (&w, offset, count);
-  r = next->pwrite (next, buf, count, offset, flags, err);
-  cache_write_end (&w);
-  return r;
+  return do_write (next, handle, WRITE_PWRITE, buf, count, offset, flags, err);
 }
 
 static int
@@ -285,13 +434,7 @@ cacheextents_trim (nbdkit_next *next, void *handle,
                    uint32_t count, uint64_t offset, uint32_t flags,
                    int *err)
 {
-  struct cache_write w;
-  int r;
-
-  cache_write_begin (&w, offset, count);
-  r = next->trim (next, count, offset, flags, err);
-  cache_write_end (&w);
-  return r;
+  return do_write (next, handle, WRITE_TRIM, NULL, count, offset, flags, err);
 }
 
 static int
@@ -299,18 +442,28 @@ cacheextents_zero (nbdkit_next *next, void *handle,
                    uint32_t count, uint64_t offset, uint32_t flags,
                    int *err)
 {
-  struct cache_write w;
+  return do_write (next, handle, WRITE_ZERO, NULL, count, offset, flags, err);
+}
+
+/* A flush makes earlier writes visible to block status (rule F). */
+static int
+cacheextents_flush (nbdkit_next *next, void *handle, uint32_t flags,
+                    int *err)
+{
+  struct handle *h = handle;
+  struct cache_flush fl;
   int r;
 
-  cache_write_begin (&w, offset, count);
-  r = next->zero (next, count, offset, flags, err);
-  cache_write_end (&w);
+  cache_flush_begin (&fl, &h->dirty, false);
+  r = next->flush (next, flags, err);
+  cache_flush_end (&fl, &h->dirty, r == 0);
   return r;
 }
 
 static struct nbdkit_filter filter = {
   .name              = "cacheextents",
-  .longname          = "nbdkit exact block status cache filter",
+  .longname          = "cacheextents " CACHEEXTENTS_VERSION
+                       ", exact block status cache",
   .load              = cacheextents_load,
   .unload            = cacheextents_unload,
   .config            = cacheextents_config,
@@ -325,6 +478,7 @@ static struct nbdkit_filter filter = {
   .pwrite            = cacheextents_pwrite,
   .trim              = cacheextents_trim,
   .zero              = cacheextents_zero,
+  .flush             = cacheextents_flush,
 };
 
 NBDKIT_REGISTER_FILTER (filter)

@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright the cacheextents authors.
+ */
 /* cacheextents: small helpers shared by every room of the filter.
  *
  * Nothing here knows about nbdkit; the unit tests and the fuzzer
@@ -35,6 +38,29 @@ ce_unlock_cleanup (pthread_mutex_t **m)
   __attribute__ ((cleanup (ce_unlock_cleanup)))                         \
   pthread_mutex_t *CE_CONCAT (ce_lock_, __LINE__) = (m);                \
   pthread_mutex_lock (CE_CONCAT (ce_lock_, __LINE__))
+
+/* Intrusive doubly linked lists of any struct with 'prev' and 'next'
+ * pointers, headed by a plain pointer: push at the head, unlink from
+ * anywhere.
+ */
+#define CE_LIST_PUSH(head, e)                                           \
+  do {                                                                  \
+    (e)->prev = NULL;                                                   \
+    (e)->next = (head);                                                 \
+    if ((e)->next)                                                      \
+      (e)->next->prev = (e);                                            \
+    (head) = (e);                                                       \
+  } while (0)
+
+#define CE_LIST_UNLINK(head, e)                                         \
+  do {                                                                  \
+    if ((e)->prev)                                                      \
+      (e)->prev->next = (e)->next;                                      \
+    else                                                                \
+      (head) = (e)->next;                                               \
+    if ((e)->next)                                                      \
+      (e)->next->prev = (e)->prev;                                      \
+  } while (0)
 
 /* A typed growable array: CE_VECTOR (name, type) declares
  * 'struct name { type *ptr; size_t len, cap; }' and

@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright the cacheextents authors.
+ */
 /* cacheextents: the extent map.
  *
  * Design note

@@ -1,21 +1,47 @@
-/* cacheextents: background prefetch workers.
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright the cacheextents authors.
+ */
+/* cacheextents: background prefetch (see prefetch.h).
  *
- * Each worker loops, under cache_lock except during its backend call:
+ * Per scope (fields pf_* of struct scope, under cache_lock):
  *
- *   1. If a client missed since the worker last looked, move the
- *      cursor to the end of that miss's window: the client is there,
- *      so that is what it will ask next.
- *   2. Stop fetching while the maps use 7/8 of cacheextents-max-size
- *      or more: reading further ahead would evict what clients have
- *      not used yet.
- *   3. Find the first byte at or after the cursor that is neither known
- *      nor being fetched (wrapping to the start of the export once);
- *      if there is none, sleep until something changes.
- *   4. Fetch one window there as a flight and advance the cursor.
+ *   cursor    where the next window is looked for.  It only moves
+ *             forward as windows are claimed, except that a client
+ *             request outside [cursor - H, cursor + H] (a jump) moves
+ *             it to the end of that request's own window.
+ *   horizon   the first byte not to prefetch: the end of the latest
+ *             client request plus 'ahead'.  Only clients move it, so
+ *             an idle client gets at most 'ahead' bytes read ahead of
+ *             it.
+ *   ahead     one call's worth after the first request or a jump, and
+ *             H from the next request that moves forward: a client
+ *             that asks once costs one prefetch call, a client that
+ *             walks the disk has H in flight before it from its second
+ *             request on (doubling instead, as readahead does, cost a
+ *             round trip per doubling on a fast client).
+ *   H         HORIZON_WINDOWS times the scope's current call size
+ *             (which the export's density sets, cache.c), so that on
+ *             a dense disk the read-ahead is short in bytes.
  *
- * Several workers share one cursor, so they fetch consecutive windows
- * in parallel.  A failed call is logged, stores nothing, and the worker
- * backs off (doubling from 10 ms up to 2 s); clients never see it.
+ * The ready queue holds each scope at most once.  A worker pops a
+ * scope, finds the next unknown byte at or after the cursor that no
+ * flight is fetching and no write or flush in flight covers
+ * (cache_next_unknown_locked: O(log n) plus the known extents it steps
+ * over, which are few because the cursor stays at the frontier of what
+ * prefetch fetched), claims one window from there, ending at the next
+ * write or flush in flight, advances the cursor past it, posts the
+ * scope again if there is more below the horizon and fewer calls in
+ * flight for it than there are workers, and makes the call.  So the
+ * workers spread over the scopes that have work in turn, and a scope
+ * that has none costs nothing.
+ *
+ * Bounds: the pool has cacheextents-prefetch-threads threads whatever
+ * the number of connections; a scope is not fetched for while the maps
+ * use 7/8 of the memory bound or more (a prefetch store never evicts),
+ * nor while the answers in flight are at their bound (the worker then
+ * waits for a flight to finish).  A failed call is
+ * logged (debug) and stops read-ahead for the scope until a client
+ * asks again; clients never see it.
  */
 
 #include <errno.h>
@@ -33,183 +59,376 @@
 
 NBDKIT_DLL_PUBLIC int cacheextents_debug_prefetch = 0;
 
-#define BACKOFF_MIN_MS 10
-#define BACKOFF_MAX_MS 2000
+/* Read ahead this many of the scope's calls past the clients. */
+#define HORIZON_WINDOWS 8
 
-struct prefetch {
-  /* Set before the workers start, then read-only. */
-  struct scope *scope;
-  const void *owner;
-  unsigned nthreads;
-  pthread_t threads[PREFETCH_MAX_THREADS];
-  unsigned started;             /* threads created */
+/* The pool.  All protected by cache_lock. */
+static pthread_t threads[PREFETCH_MAX_THREADS];
+static unsigned nthreads;               /* started */
+static bool pool_failed;                /* could not start: prefetch off */
+static bool pool_stop;
+static unsigned connections;            /* open, see prefetch_connection */
+static struct scope *queue_head, *queue_tail;
+/* Signalled when a scope is posted, a flight of a full in-flight
+ * budget ends, or the pool stops.  Only the pool's workers wait on it.
+ */
+static pthread_cond_t pool_cond = PTHREAD_COND_INITIALIZER;
 
-  /* Protected by cache_lock. */
-  bool stop;
-  uint64_t cursor;              /* where the next window starts */
-  uint64_t seen_miss_end;       /* scope->last_miss_end acted upon */
-};
-
-struct worker {
-  struct prefetch *p;
-  nbdkit_next *next;
-};
-
-/* Sleep up to ms milliseconds on cache_cond, or until told to stop. */
-static void
-backoff_wait_locked (struct prefetch *p, unsigned ms)
+static uint64_t
+horizon_bytes (const struct scope *s)
 {
-  struct timespec ts;
-
-  clock_gettime (CLOCK_REALTIME, &ts);
-  ts.tv_sec += ms / 1000;
-  ts.tv_nsec += (long) (ms % 1000) * 1000000;
-  if (ts.tv_nsec >= 1000000000) {
-    ts.tv_sec++;
-    ts.tv_nsec -= 1000000000;
-  }
-  while (!p->stop &&
-         pthread_cond_timedwait (&cache_cond, &cache_lock, &ts) == 0)
-    ;
+  return HORIZON_WINDOWS * s->window_cap;
 }
 
-/* Step 1-3 of the loop: where to fetch next, or the export size. */
-static uint64_t
-next_target_locked (struct prefetch *p)
+static void
+post_locked (struct scope *s)
 {
-  struct scope *s = p->scope;
-  uint64_t start;
+  if (s->pf_queued)
+    return;
+  s->pf_queued = true;
+  s->pf_qnext = NULL;
+  if (queue_tail)
+    queue_tail->pf_qnext = s;
+  else
+    queue_head = s;
+  queue_tail = s;
+  pthread_cond_signal (&pool_cond);
+}
 
-  if (s->last_miss_end != p->seen_miss_end) {
-    p->seen_miss_end = s->last_miss_end;
-    p->cursor = s->last_miss_end;
+static struct scope *
+pop_locked (void)
+{
+  struct scope *s = queue_head;
+
+  if (s) {
+    queue_head = s->pf_qnext;
+    if (queue_head == NULL)
+      queue_tail = NULL;
+    s->pf_queued = false;
   }
-  if (cache_bytes_locked () >= cache_config.max_size / 8 * 7)
-    return s->size;
-  /* Wait for the first answer (the client's own miss) to size the
-   * calls (cache.c): on a densely fragmented disk nine full windows
-   * at once could hold millions of extents.
-   */
+  return s;
+}
+
+static void
+unqueue_locked (struct scope *s)
+{
+  struct scope **pp, *prev = NULL;
+
+  if (!s->pf_queued)
+    return;
+  for (pp = &queue_head; *pp != s; pp = &(*pp)->pf_qnext)
+    prev = *pp;
+  *pp = s->pf_qnext;
+  if (queue_tail == s)
+    queue_tail = prev;
+  s->pf_queued = false;
+}
+
+/* Is there anything to prefetch below the horizon?  Cheap test: the
+ * worker does the real search.
+ */
+static bool
+has_work_locked (const struct scope *s)
+{
+  return s->pf_ctx && s->pf_cursor < CE_MIN (s->pf_horizon, s->size);
+}
+
+/* How many prefetch calls a scope may have in flight at once.  Until
+ * an answer has told the export's density, calls are sized for the
+ * densest disk (cache.c), so only one goes ahead of the client's first
+ * miss: more small calls would only add round trips, and on a backend
+ * that serves one call at a time they queue in front of the client.
+ */
+static unsigned
+parallel (const struct scope *s)
+{
   if (!s->calibrated)
-    return s->size;
-  start = cache_next_unknown_locked (s, p->cursor);
-  if (start >= s->size && p->cursor > 0)
-    start = cache_next_unknown_locked (s, 0);
-  return start;
+    return 1;
+  return s->pf_nown ? CE_MIN (s->pf_nown, nthreads) : nthreads;
+}
+
+/* One step of a worker on scope s: claim and fetch one window.
+ * Returns false if s had nothing to do.
+ */
+
+static bool
+step_locked (struct scope *s)
+{
+  uint64_t limit = CE_MIN (s->pf_horizon, s->size), start, end;
+  nbdkit_next *next = s->pf_ctx;
+  unsigned own = CACHE_MAX_CONTEXTS;    /* none */
+  int err = 0;
+
+  if (next == NULL || s->pf_running >= parallel (s) ||
+      cache_bytes_locked () >= cache_config.max_size / 8 * 7)
+    return false;
+  start = cache_next_unknown_locked (s, s->pf_cursor);
+  if (start >= limit) {
+    s->pf_cursor = CE_MAX (s->pf_cursor, limit);
+    return false;
+  }
+  end = cache_window_end_locked (s, 0, start);
+  end = CE_MIN (end, cache_next_write_locked (start));
+  s->pf_cursor = end;
+  s->pf_running++;
+  if (s->pf_nown > 0) {
+    for (own = 0; s->pf_own_busy & (1u << own); ++own)
+      ;
+    s->pf_own_busy |= 1u << own;
+    next = s->pf_own[own];
+  }
+  if (s->pf_running < parallel (s) && has_work_locked (s))
+    post_locked (s);
+
+  stats_count (NULL, STATS_PREFETCH_CALLS, 1);
+  if (cacheextents_debug_prefetch)
+    nbdkit_debug ("cacheextents: prefetch offset=%" PRIu64
+                  " count=%" PRIu64, start, end - start);
+  if (cache_fetch_locked (s, next, start, end, true, NULL, &err) == -1) {
+    nbdkit_debug ("cacheextents: prefetch at offset %" PRIu64 " failed: "
+                  "%s; stopping until a client asks again",
+                  start, strerror (err));
+    s->pf_horizon = s->pf_cursor;
+  }
+  if (own < CACHE_MAX_CONTEXTS)
+    s->pf_own_busy &= ~(1u << own);
+  s->pf_running--;
+  /* prefetch_disown may be waiting for this call. */
+  pthread_cond_broadcast (&cache_cond);
+  if (s->pf_running < parallel (s) && has_work_locked (s))
+    post_locked (s);
+  return true;
 }
 
 static void *
 worker_thread (void *arg)
 {
-  struct worker *w = arg;
-  struct prefetch *p = w->p;
-  struct scope *s = p->scope;
-  unsigned backoff = 0;
-
   pthread_mutex_lock (&cache_lock);
-  while (!p->stop) {
-    uint64_t start = next_target_locked (p), end;
-    int err = 0;
+  while (!pool_stop) {
+    struct scope *s = pop_locked ();
 
-    if (start >= s->size) {
-      pthread_cond_wait (&cache_cond, &cache_lock);
+    if (s == NULL) {
+      pthread_cond_wait (&pool_cond, &cache_lock);
       continue;
     }
-    end = cache_window_end_locked (s, 0, start);
-    p->cursor = end;
-    stats_count (NULL, STATS_PREFETCH_CALLS, 1);
-    if (cacheextents_debug_prefetch)
-      nbdkit_debug ("cacheextents: prefetch offset=%" PRIu64
-                    " count=%" PRIu64, start, end - start);
-    if (cache_fetch_locked (s, w->next, start, end, true, NULL, &err) == 0) {
-      backoff = 0;
-      continue;
+    /* While the answers in flight are at their bound, hold on to the
+     * scope until a flight ends (cache_cond is broadcast then).
+     * Holding counts as a call, so that prefetch_disown waits for it
+     * and the scope cannot go away meanwhile.
+     */
+    if (cache_inflight_full_locked ()) {
+      s->pf_running++;
+      while (!pool_stop && s->pf_ctx && cache_inflight_full_locked ())
+        pthread_cond_wait (&cache_cond, &cache_lock);
+      s->pf_running--;
+      pthread_cond_broadcast (&cache_cond);
     }
-    backoff = backoff ? CE_MIN (backoff * 2, BACKOFF_MAX_MS) : BACKOFF_MIN_MS;
-    nbdkit_debug ("cacheextents: prefetch at offset %" PRIu64 " failed: "
-                  "%s; retrying in %u ms", start, strerror (err), backoff);
-    backoff_wait_locked (p, backoff);
+    if (!pool_stop)
+      step_locked (s);
   }
   pthread_mutex_unlock (&cache_lock);
-  free (w);
   return NULL;
 }
 
-void
-prefetch_start (struct scope *s, const void *owner, nbdkit_next *next,
-                uint32_t count, uint64_t offset)
+/* Start the pool on first use (after nbdkit has forked, if it does). */
+static bool
+pool_start_locked (void)
 {
-  struct prefetch *p;
   unsigned i;
+  int err;
 
-  if (!cache_config.prefetch)
-    return;
-  {
-    CE_LOCK_FOR_SCOPE (&cache_lock);
-    if (s->prefetch || s->prefetch_failed)
-      return;
-    p = calloc (1, sizeof *p);
-    if (p == NULL) {
-      s->prefetch_failed = true;
-      return;
-    }
-    p->scope = s;
-    p->owner = owner;
-    p->nthreads = cache_config.prefetch_threads;
-    p->cursor = cache_window_end_locked (s, count, offset);
-    p->seen_miss_end = s->last_miss_end;
-    s->prefetch = p;            /* claimed: nobody else starts one */
-  }
-
-  for (i = 0; i < p->nthreads; ++i) {
-    struct worker *w = malloc (sizeof *w);
-    int err;
-
-    if (w == NULL)
-      break;
-    w->p = p;
-    w->next = next;
-    err = pthread_create (&p->threads[i], NULL, worker_thread, w);
+  if (nthreads > 0 || pool_failed)
+    return nthreads > 0;
+  for (i = 0; i < cache_config.prefetch_threads; ++i) {
+    err = pthread_create (&threads[i], NULL, worker_thread, NULL);
     if (err) {
-      free (w);
+      nbdkit_debug ("cacheextents: prefetch: pthread_create: %s",
+                    strerror (err));
       break;
     }
-    p->started++;
+    nthreads++;
   }
-  if (p->started == 0) {
-    nbdkit_debug ("cacheextents: prefetch could not start a thread");
-    pthread_mutex_lock (&cache_lock);
-    s->prefetch = NULL;
-    s->prefetch_failed = true;
-    pthread_mutex_unlock (&cache_lock);
-    free (p);
-    return;
+  if (nthreads == 0) {
+    nbdkit_error ("cacheextents: prefetch is off: no thread could be "
+                  "started");
+    pool_failed = true;
+    return false;
   }
   if (cacheextents_debug_prefetch)
-    nbdkit_debug ("cacheextents: prefetch started, %u workers", p->started);
+    nbdkit_debug ("cacheextents: prefetch started, %u workers", nthreads);
+  return true;
 }
 
 void
-prefetch_stop (struct scope *s, const void *owner)
+prefetch_note (struct scope *s, const void *owner, nbdkit_next *next,
+               uint32_t count, uint64_t offset)
 {
-  struct prefetch *p;
-  unsigned i;
+  uint64_t end = offset + count, h;
+  CE_LOCK_FOR_SCOPE (&cache_lock);
+
+  if (!cache_config.prefetch || !pool_start_locked ())
+    return;
+  /* No new owner while a leaving one waits for the calls in flight,
+   * or it could wait for as long as the new one keeps asking.
+   */
+  if (s->pf_ctx == NULL && s->pf_draining == 0) {
+    s->pf_owner = owner;
+    s->pf_ctx = next;
+  }
+  h = horizon_bytes (s);
+  /* A jump (or the first request): start after the window this
+   * request's miss will fetch, with one call's worth read ahead, and
+   * forget how far ahead the old position was read.
+   */
+  if (s->pf_ahead == 0 || end + h < s->pf_cursor || s->pf_cursor + h < offset) {
+    s->pf_cursor = cache_window_end_locked (s, count, offset);
+    s->pf_ahead = s->window_cap;
+    s->pf_horizon = CE_MIN (end + s->pf_ahead, s->size);
+  }
+  else if (offset > s->pf_last)
+    s->pf_ahead = h;
+  s->pf_last = offset;
+  s->pf_cursor = CE_MAX (s->pf_cursor, offset);
+  s->pf_horizon = CE_MAX (s->pf_horizon,
+                          CE_MIN (end + s->pf_ahead, s->size));
+  if (has_work_locked (s) && s->pf_running < parallel (s))
+    post_locked (s);
+}
+
+#if CACHE_OWN_CONTEXTS
+/* Open one context for exportname and get it ready for ->extents.
+ * It must see the size the scope was made for: an export that changed
+ * size meanwhile would be asked past its end.
+ */
+static nbdkit_next *
+open_context (nbdkit_backend *backend, int readonly, const char *exportname,
+              uint64_t size)
+{
+  nbdkit_next *n = nbdkit_next_context_open (backend, readonly, exportname,
+                                             1);
+
+  if (n == NULL)
+    return NULL;
+  /* nbdkit asserts that size and can_extents are known before the
+   * first ->extents on a context.
+   */
+  if (n->prepare (n) == -1) {
+    nbdkit_next_context_close (n);
+    return NULL;
+  }
+  if (n->get_size (n) != (int64_t) size || n->can_extents (n) != 1) {
+    n->finalize (n);
+    nbdkit_next_context_close (n);
+    return NULL;
+  }
+  return n;
+}
+
+void
+prefetch_open_contexts (struct scope *s, nbdkit_backend *backend,
+                        int readonly, const char *exportname)
+{
+  nbdkit_next *ctx[CACHE_MAX_CONTEXTS];
+  unsigned n, want = cache_config.prefetch_contexts;
+  uint64_t size;
 
   {
     CE_LOCK_FOR_SCOPE (&cache_lock);
-    p = s->prefetch;
-    if (p == NULL || p->owner != owner)
+    /* A context nbdkit opens for a filter is not a TLS one unless the
+     * server requires TLS, so a TLS scope could be filled with what a
+     * plaintext client sees: TLS scopes use their clients' contexts.
+     */
+    if (!cache_config.prefetch || want == 0 || !s->shared || s->is_tls ||
+        s->pf_own_tried)
       return;
-    p->stop = true;
-    pthread_cond_broadcast (&cache_cond);
+    s->pf_own_tried = true;     /* nobody else opens them */
+    size = s->size;
   }
-  for (i = 0; i < p->started; ++i)
-    pthread_join (p->threads[i], NULL);
+  /* Outside the lock: opening may be slow (a VDDK login). */
+  for (n = 0; n < want; ++n)
+    if ((ctx[n] = open_context (backend, readonly, exportname,
+                                size)) == NULL)
+      break;
+  if (n < want)
+    nbdkit_debug ("cacheextents: prefetch: opened %u of %u contexts of "
+                  "its own for export \"%s\"", n, want, exportname);
   {
     CE_LOCK_FOR_SCOPE (&cache_lock);
-    s->prefetch = NULL;
+    memcpy (s->pf_own, ctx, n * sizeof ctx[0]);
+    s->pf_nown = n;
   }
   if (cacheextents_debug_prefetch)
-    nbdkit_debug ("cacheextents: prefetch stopped");
-  free (p);
+    nbdkit_debug ("cacheextents: prefetch has %u contexts of its own for "
+                  "export \"%s\"", n, exportname);
+}
+#endif
+
+void
+prefetch_disown (struct scope *s, const void *owner)
+{
+  CE_LOCK_FOR_SCOPE (&cache_lock);
+
+  if (s->pf_owner != owner)
+    return;
+  s->pf_owner = NULL;
+  s->pf_ctx = NULL;
+  unqueue_locked (s);
+  /* A worker holding the scope in the in-flight wait lets go now. */
+  pthread_cond_broadcast (&cache_cond);
+  s->pf_draining++;
+  while (s->pf_running > 0)
+    pthread_cond_wait (&cache_cond, &cache_lock);
+  s->pf_draining--;
+}
+
+/* Stop and join the pool.  Called without the lock. */
+static void
+pool_stop_and_join (void)
+{
+  unsigned i, n;
+
+  {
+    CE_LOCK_FOR_SCOPE (&cache_lock);
+    pool_stop = true;
+    pthread_cond_broadcast (&pool_cond);
+    pthread_cond_broadcast (&cache_cond);
+    n = nthreads;
+  }
+  for (i = 0; i < n; ++i)
+    pthread_join (threads[i], NULL);
+  {
+    CE_LOCK_FOR_SCOPE (&cache_lock);
+    nthreads = 0;
+    pool_stop = false;
+    /* A connection that came meanwhile may have posted work. */
+    if (queue_head && connections > 0)
+      pool_start_locked ();
+  }
+}
+
+void
+prefetch_connection (bool open)
+{
+  bool last;
+
+  {
+    CE_LOCK_FOR_SCOPE (&cache_lock);
+    if (open) {
+      connections++;
+      return;
+    }
+    last = --connections == 0 && nthreads > 0 && !pool_stop;
+  }
+  /* No connection, no prefetch: no thread stays behind idle.  Every
+   * owner has let go of its scopes (prefetch_disown), so no worker is
+   * in a call.
+   */
+  if (last)
+    pool_stop_and_join ();
+}
+
+void
+prefetch_unload (void)
+{
+  pool_stop_and_join ();
 }

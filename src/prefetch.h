@@ -1,48 +1,84 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright the cacheextents authors.
+ */
 /* cacheextents: background prefetch.
  *
- * After the first block status request on a scope, workers walk the
- * export window by window ahead of the clients and fill the map.  They
- * jump to where a client last missed.  Their backend calls are flights
- * (cache.h), so a client asking for a window being prefetched waits
- * for that call instead of making its own.
+ * One pool of worker threads for the whole server fills the maps ahead
+ * of the clients.  Work is explicit: a client request on a scope
+ * (prefetch_note) moves the scope's horizon to a bounded distance past
+ * the request and, if there is something to fetch below it, posts the
+ * scope on the pool's ready queue.  A worker takes a scope from the
+ * queue, claims the next window at the scope's cursor, posts the scope
+ * again if more is left (so other workers fetch the following windows
+ * in parallel), and makes the call as a flight (cache.h).  When the
+ * cursor reaches the horizon the scope simply stops being posted:
+ * prefetch follows the clients' demand and stops when they are idle.
  *
- * Backend context: the workers call the backend through the context
- * of the connection that started them, from their own threads (the
- * parallel thread model allows concurrent requests on one context).
- * That context is the only one guaranteed to see the same data as the
- * connection for every plugin: nbdkit 1.32 cannot open a second
- * per-connection context into a plugin, and a shared context
- * (nbdkit_next_context_open with shared=true) cannot tell export
- * names apart, so for `file dir=` it could describe another file.
- * The workers therefore belong to that connection and are stopped in
- * its .finalize; another connection of the scope starts them again on
- * its next block status request.
+ * Who starts and stops what: the pool's threads are started by the
+ * first prefetch_note and stopped when the last connection closes
+ * (prefetch_connection) or at .unload (prefetch_unload).  They never
+ * belong to a connection.
  *
- * Locking: the functions here take cache_lock themselves and must be
- * called without it.
+ * Backend context: on nbdkit >= 1.43.9 a shared scope gets contexts of
+ * its own (cacheextents-prefetch-contexts of them, opened with shared
+ * set for the scope's export name by the connection that attached it,
+ * in its .prepare, and closed when the scope goes idle or is freed), so
+ * prefetch runs in parallel even on a plugin that serves one request at
+ * a time per context, and never queues in front of a client's own
+ * requests.  Otherwise (private scopes, older nbdkit: 1.32 cannot open
+ * a second per-connection context into a plugin, and its shared
+ * contexts cannot tell export names apart) the workers call through
+ * the context of one connection attached to the scope.  Either way a
+ * scope prefetches only while it has an "owner", the first connection
+ * that asks something once there is none; when the owner finalizes
+ * (prefetch_disown), the scope is taken off the queue and its calls in
+ * flight are waited for; the next request of another connection of the
+ * scope makes that one the owner.
+ *
+ * Locking: everything here is protected by cache_lock; the functions
+ * take it themselves and must be called without it.
  */
 
 #ifndef CACHEEXTENTS_PREFETCH_H
 #define CACHEEXTENTS_PREFETCH_H
 
+#include <stdbool.h>
+#include <stdint.h>
+
 #include <nbdkit-filter.h>
 
 #include "cache.h"
 
-/* Up to this many workers per scope. */
-#define PREFETCH_MAX_THREADS 16
+/* At most this many workers (cacheextents-prefetch-threads). */
+#define PREFETCH_MAX_THREADS 64
 
-/* Start workers for s unless they run already, owned by 'owner' (the
- * connection handle).  Called from a data callback of that connection,
- * with the request that is about to be served: the workers start
- * after the window that request will fetch.
- * Failure is logged and only disables prefetch for the scope.
+/* A client request [offset, offset+count) on s from the connection
+ * 'owner' with context 'next', about to be served.  Moves the horizon
+ * and posts work.  Failure to start the pool is logged once and turns
+ * prefetch off.
  */
-extern void prefetch_start (struct scope *s, const void *owner,
-                            nbdkit_next *next,
-                            uint32_t count, uint64_t offset);
+extern void prefetch_note (struct scope *s, const void *owner,
+                           nbdkit_next *next,
+                           uint32_t count, uint64_t offset);
 
-/* Stop and join the workers of s if 'owner' started them. */
-extern void prefetch_stop (struct scope *s, const void *owner);
+/* The connection 'owner' is going away: if it owns s's prefetch, stop
+ * using its context and wait for calls through it to finish.
+ */
+extern void prefetch_disown (struct scope *s, const void *owner);
+
+#if CACHE_OWN_CONTEXTS
+/* Called from .prepare of a connection just attached to s: open the
+ * scope's own contexts if it is shared and has none.  Failure is
+ * logged (debug) and leaves prefetch on the connection's context.
+ */
+extern void prefetch_open_contexts (struct scope *s, nbdkit_backend *backend,
+                                    int readonly, const char *exportname);
+#endif
+
+/* A connection was prepared (open) or closed (!open). */
+extern void prefetch_connection (bool open);
+
+/* Stop and join the pool (no connection is left). */
+extern void prefetch_unload (void);
 
 #endif /* CACHEEXTENTS_PREFETCH_H */

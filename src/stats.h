@@ -1,8 +1,19 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright the cacheextents authors.
+ */
 /* cacheextents: counters and the summary line.
  *
  * Counters are updated with atomic adds and need no lock.  There is
  * one set per connection and one global set for the whole server;
  * stats_count adds to both.
+ *
+ * Not every counter has a meaning per connection: prefetch workers,
+ * eviction and failed backend calls (which may be prefetch's) are
+ * counted in the global set only.  stats_format_connection leaves
+ * those out, so that a connection's line never shows a zero for
+ * something it cannot count.  A write is counted twice: process-wide
+ * by the cache (cache.c) and, for the connection that sent it, by the
+ * filter glue with stats_count_connection.
  */
 
 #ifndef CACHEEXTENTS_STATS_H
@@ -35,8 +46,22 @@ extern struct stats stats_global;
 /* Add n to counter k of 'conn' (may be NULL) and of stats_global. */
 extern void stats_count (struct stats *conn, enum stats_counter k, uint64_t n);
 
-/* Format the one-line summary "hits=... misses=... ..." into buf. */
+/* Add n to counter k of 'conn' only, for an event whose global count
+ * is kept elsewhere.
+ */
+extern void stats_count_connection (struct stats *conn,
+                                    enum stats_counter k, uint64_t n);
+
+/* Format the one-line summary "hits=... misses=... ..." of every
+ * counter into buf.
+ */
 extern void stats_format (const struct stats *s, char *buf, size_t len);
+
+/* The same for a connection's set: only the counters kept per
+ * connection.
+ */
+extern void stats_format_connection (const struct stats *s,
+                                     char *buf, size_t len);
 
 /* Write the global summary to 'path' (replacing it).  Returns 0 or -1
  * with errno set.

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright the cacheextents authors.
 # Many connections writing, trimming, zeroing and asking block status
 # at once, with background prefetch on (when the filter has it) and a
 # small window.  Each thread owns a region and keeps a model of it;

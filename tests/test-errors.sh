@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright the cacheextents authors.
 # Errors from the backend's block status reach the client with their
 # errno, and nothing is cached from a failed call: once the errors
 # stop, the next query goes to the backend and is exact.  Cached

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright the cacheextents authors.
 # Faults below the cache: the error filter between the filter and the
 # backend fails 20% of block status, pwrite, trim and zero calls (and
 # 10% of reads) with EIO while a stress client (tests/stress.py

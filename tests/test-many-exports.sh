@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright the cacheextents authors.
 # Many exports and connections.
 #
 # Part 1: `file dir=DIR` serving five sparse files of different sizes

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright the cacheextents authors.
 # Memory bound: a disk of 2,097,152 extents (sparse-random, 8G,
 # alternating 4K runs) walked through the filter with
 # cacheextents-max-size=1M.  The resident memory of nbdkit (VmHWM from

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright the cacheextents authors.
 # Several exports never share a map: through the filter, block status
 # of each export of 'file dir=' equals that export's own truth (the
 # same queries without the filter), whichever export is asked first

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright the cacheextents authors.
 # qemu-io against the filter: repeated maps cost one backend call, a
 # read invalidates nothing, and write, discard and write-zeroes each
 # force the next block status of their range to the backend while an

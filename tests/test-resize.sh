@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright the cacheextents authors.
 # A shared map outlives its connections, so it must not outlive the
 # export it describes: when a later connection sees another size, the
 # map is dropped.  The file is changed outside nbdkit between the two

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright the cacheextents authors.
 # Which connections share a map.  scope=auto shares iff the backend
 # reports multi-conn (memory does; the multi-conn filter in disable
 # mode below the cache hides it); scope=export always shares;

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright the cacheextents authors.
 # qemu-img map through the filter must equal the map without it, and
 # the whole (small) disk must cost exactly one backend extents call:
 # the first miss learns the whole disk and every later REQ_ONE query

@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright the cacheextents authors.
 # Differential stress: random concurrent pwrite, trim, zero, pread and
 # block status through the filter, every quiet block status answer
 # compared with the backend's own (see tests/stress.py for the
 # oracle).
 #
-#   BACK   nbdkit memory, or file on a sparse file on tmpfs (4K pages)
+#   BACK   nbdkit memory, or file on a sparse file on tmpfs (4K pages),
+#          or memory behind nbdkit's cache filter in write-back mode
+#          (block status shows a write only once it is flushed; the
+#          client also flushes and writes with FUA)
 #   FRONT  nbdkit --filter=cacheextents --filter=delay nbd socket=BACK
 #
 # The delay filter between the cache and the nbd plugin widens the
@@ -116,9 +121,13 @@ variant ()
   fi
   n=$((n + 1))
   local vseed=$((seed + n)) sock=$tmp/back-$n.sock out=$tmp/out-$n
-  local back=() gran nhz=1 limit
+  local back=() gran nhz=1 limit flush=()
   case $backend in
     memory) back=(memory 16M); gran=32768 ;;
+    memory-wb)
+      requires_nbdkit_filter cache
+      back=(--filter=cache memory 16M cache=writeback); gran=32768
+      backend=memory flush=(--flush) ;;
     file)
       rm -f "$tmp/disk-$n"
       truncate -s 16M "$tmp/disk-$n"
@@ -133,7 +142,7 @@ variant ()
       --back "$sock" --seed "$vseed" --ops "$ops" --time-limit "$secs" \
       --threads "$threads" --backend "$backend" --gran "$gran" \
       --prefetch "$prefetch" --no-hole-zero "$nhz" --label "$label" \
-      ${extra[@]+"${extra[@]}"})"
+      ${flush[@]+"${flush[@]}"} ${extra[@]+"${extra[@]}"})"
   } > "$tmp/front-$n.sh"
   limit=$(( secs > 0 ? secs * 3 + 120 : 86400 ))
   echo "== $label (seed $vseed)"
@@ -170,6 +179,8 @@ variant file-pf-window  file    true   cacheextents-window=1M \
                                        cacheextents-prefetch-threads=3 \
                                        delay-extents=3ms delay-write=2ms \
                                        delay-zero=2ms delay-trim=2ms
+variant mem-wb          memory-wb true delay-extents=1ms delay-write=2ms \
+                                       delay-zero=1ms delay-trim=1ms
 variant file-nopf       file    false  cacheextents-granularity=$file_unit \
                                        delay-extents=1ms delay-write=1ms \
                                        delay-zero=5ms delay-trim=1ms

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright the cacheextents authors.
 # cacheextents-window: a miss asks the backend for at least the window
 # from the requested offset (clamped to the end of the export and to a
 # 32-bit count), always without REQ_ONE.
@@ -49,11 +51,18 @@ elif sys.argv[2] == "whole":
     eq("backend calls for a REQ_ONE walk of the disk", 0, n)
     eq("the map", [(0, size, HOLE | ZERO)], m)
 elif sys.argv[2] == "huge":
-    # A huge window on a huge disk: the count is clamped to 32 bits.
+    # A huge window on a huge disk.  The first call knows nothing of
+    # the export's density and asks only what 1/16 of max-size could
+    # hold at one extent per 4K (64M / 64 / 16 * 4K = 256M); once an
+    # answer showed the disk sparse, the count is the window clamped
+    # to 32 bits.
     bs(h, 0, 4096, req_one=True)
     (c, o, cnt, one) = backend_log()[0]
+    eq("first call", (0, 256 * M, 0), (o, cnt, one))
+    bs(h, 256 * M, 4096, req_one=True)
+    (c, o, cnt, one) = backend_log()[1]
     print("backend count for a huge window: %#x" % cnt)
-    check(o == 0 and one == 0 and 3 << 30 < cnt <= 0xffffffff,
+    check(o == 256 * M and one == 0 and 3 << 30 < cnt <= 0xffffffff,
           "the count is the window clamped to 32 bits")
     no_req_one()
 PY

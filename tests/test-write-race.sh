@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright the cacheextents authors.
 # After a write (pwrite, trim, zero) has returned, no block status on
 # any connection may show the state from before it, even when another
 # connection asked about the range while the write was in flight.

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright the cacheextents authors.
 # A write smaller than the backend's allocation unit changes the block
 # status of the whole unit (a 1-byte write makes a 4K filesystem block,
 # or a 32K page of the memory plugin, allocated).  After such a write

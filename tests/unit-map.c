@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright the cacheextents authors.
+ */
 /* cacheextents: unit test of the extent map (src/map.c), without nbdkit.
  *
  * Two reference models are kept next to the real map and compared
