@@ -1,28 +1,61 @@
 # cacheextents: an exact, concurrent block-status cache filter for nbdkit.
 #
 #   make             build build/nbdkit-cacheextents-filter.so and its man page
+#                    against the nbdkit that pkg-config reports (set
+#                    PKG_CONFIG_PATH for an nbdkit under its own prefix)
 #   make check       install missing Debian packages, build, run every test
-#                    (plain and under ASan+UBSan) and a short fuzz run
+#                    on Debian's nbdkit (plain and under ASan+UBSan), a
+#                    short fuzz run, then the shell tests again on nbdkit
+#                    $(NBDKIT_NEXT) built from ../shared (check-nbdkit-next)
+#   make check TESTS="tests/test-x.sh ..."   only those tests, on both
+#   make check-unit  the C unit tests;  make check-shell  the shell tests
+#   make check-nbdkit-next   the shell tests on nbdkit $(NBDKIT_NEXT)
 #   make demo        install, build, show the filter against a slow backend
 #   make bench       the side-by-side benchmark (long); bench-quick is short
-#   make install     into nbdkit's filterdir and mandir (DESTDIR, prefix)
+#   make install     into nbdkit's filterdir and mandir (DESTDIR, prefix);
+#                    refuses to replace a file it did not install unless
+#                    DIVERT=yes (dpkg-divert); see scripts/install.sh
+#   make uninstall   undo exactly what make install did
 
-CC ?= gcc
+# make's built-in default for CC is cc; keep it only if nobody chose.
+ifeq ($(origin CC),default)
+CC = gcc
+endif
 PKG_CONFIG ?= pkg-config
 BUILD ?= build
 
 # Callbacks have fixed signatures, so unused parameters are normal.
-WARN = -Wall -Wextra -Wshadow -Wvla -Werror -Wno-unused-parameter
+# Warnings are fatal in the project's own checks (make check and the
+# other check targets set WERROR), not in a packager's plain make.
+WERROR ?=
+WARN = -Wall -Wextra -Wshadow -Wvla $(WERROR) -Wno-unused-parameter
 CFLAGS ?= -O2 -g
-NBDKIT_CFLAGS = $(shell $(PKG_CONFIG) --cflags nbdkit 2>/dev/null)
-ALL_CFLAGS = -std=gnu11 $(WARN) -fPIC -pthread -D_GNU_SOURCE \
-	-fvisibility=hidden $(NBDKIT_CFLAGS) $(CFLAGS) $(EXTRA_CFLAGS)
+CPPFLAGS ?=
+LDFLAGS ?=
+# nbdkit's headers are found in the includedir of the nbdkit pkg-config
+# reports (its Cflags are empty) and included as system headers, so
+# that a warning inside them cannot break the build.
+NBDKIT_VERSION := $(shell $(PKG_CONFIG) --modversion nbdkit 2>/dev/null)
+NBDKIT_INCLUDEDIR := $(shell $(PKG_CONFIG) --variable=includedir nbdkit \
+	2>/dev/null)
+NBDKIT_CFLAGS := $(patsubst -I%,-isystem %,\
+	$(shell $(PKG_CONFIG) --cflags nbdkit 2>/dev/null)) \
+	$(addprefix -isystem ,$(filter-out /usr/include,$(NBDKIT_INCLUDEDIR)))
+ALL_CPPFLAGS = -D_GNU_SOURCE $(NBDKIT_CFLAGS) $(CPPFLAGS)
+ALL_CFLAGS = -std=gnu11 $(WARN) -fPIC -pthread -fvisibility=hidden \
+	$(CFLAGS) $(EXTRA_CFLAGS)
 LDFLAGS_SO = -shared -pthread $(LDFLAGS) $(EXTRA_LDFLAGS)
 
-prefix ?= $(shell $(PKG_CONFIG) --variable=prefix nbdkit 2>/dev/null || echo /usr)
-filterdir ?= $(shell $(PKG_CONFIG) --variable=filterdir nbdkit 2>/dev/null || \
-	echo $(prefix)/lib/nbdkit/filters)
-mandir ?= $(prefix)/share/man
+# Installation: nbdkit loads --filter=NAME from its filterdir, so that
+# is where the filter goes; a prefix given on the command line moves
+# filterdir along with it (pkg-config --define-variable).
+prefix ?= $(or $(shell $(PKG_CONFIG) --variable=prefix nbdkit 2>/dev/null),\
+	/usr/local)
+filterdir ?= $(or $(shell $(PKG_CONFIG) --define-variable=prefix=$(prefix) \
+	--variable=filterdir nbdkit 2>/dev/null),$(prefix)/lib/nbdkit/filters)
+datadir ?= $(prefix)/share
+mandir ?= $(datadir)/man
+DIVERT ?= no
 
 FILTER = $(BUILD)/nbdkit-cacheextents-filter.so
 MANPAGE = $(BUILD)/nbdkit-cacheextents-filter.1
@@ -31,9 +64,21 @@ OBJS = $(SRCS:src/%.c=$(BUILD)/%.o)
 HDRS = $(wildcard src/*.h)
 
 UNIT_TESTS = $(BUILD)/unit-map
+SHELL_TESTS = $(wildcard tests/test-*.sh)
+# make check TESTS="tests/test-x.sh ...": run only these (on both
+# nbdkits), without the fuzz and sanitizer runs.
+TESTS ?=
 
-.PHONY: all deps check-deps install check check-unit check-shell demo bench bench-quick \
-	clean
+# The second nbdkit the tests run on, built by scripts/build-nbdkit.sh
+# from ../shared/nbdkit/ into build/nbdkit-VERSION/prefix; the filter
+# built against its headers goes to build-VERSION/.  NBDKIT_NEXT= (empty)
+# leaves that run out of make check.
+NBDKIT_NEXT ?= 1.45.2
+NEXT_PREFIX = $(CURDIR)/build/nbdkit-$(NBDKIT_NEXT)/prefix
+NEXT_BUILD = build-$(NBDKIT_NEXT)
+
+.PHONY: all deps check-deps install uninstall check check-unit check-shell \
+	check-nbdkit-next nbdkit-next filter-next demo bench bench-quick clean distclean FORCE
 
 all: $(FILTER) $(MANPAGE)
 
@@ -50,8 +95,20 @@ check-deps:
 $(BUILD):
 	mkdir -p $@
 
-$(BUILD)/%.o: src/%.c $(HDRS) | $(BUILD)
-	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+# What the objects were built with: the nbdkit and every flag.  A
+# change (another PKG_CONFIG_PATH, CFLAGS, WERROR) rebuilds them.
+BUILD_FLAGS = nbdkit $(NBDKIT_VERSION) $(NBDKIT_INCLUDEDIR); \
+	$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS); $(LDFLAGS_SO)
+$(BUILD)/flags: FORCE | $(BUILD)
+	$(file >$@.tmp,$(BUILD_FLAGS))
+	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; fi
+
+$(BUILD)/%.o: src/%.c $(HDRS) $(BUILD)/flags
+	@if [ -z '$(NBDKIT_VERSION)' ]; then \
+	  echo "nbdkit not found by $(PKG_CONFIG): install nbdkit-plugin-dev" \
+	    "(make deps) or set PKG_CONFIG_PATH to <nbdkit prefix>/lib/pkgconfig" >&2; \
+	  exit 1; fi
+	$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
 
 $(FILTER): $(OBJS)
 	$(CC) $(LDFLAGS_SO) -o $@ $(OBJS)
@@ -62,36 +119,103 @@ $(MANPAGE): src/nbdkit-cacheextents-filter.pod | $(BUILD)
 	mv $@.tmp $@
 
 # Unit tests: the map compiled alone, without nbdkit.
-$(BUILD)/unit-map: tests/unit-map.c src/map.c src/map.h | $(BUILD)
-	$(CC) -std=gnu11 $(WARN) -D_GNU_SOURCE $(CFLAGS) $(EXTRA_CFLAGS) \
-	  -Isrc -o $@ tests/unit-map.c src/map.c $(EXTRA_LDFLAGS)
+$(BUILD)/unit-map: tests/unit-map.c src/map.c src/map.h $(BUILD)/flags
+	$(CC) -std=gnu11 $(WARN) -D_GNU_SOURCE $(CPPFLAGS) $(CFLAGS) \
+	  $(EXTRA_CFLAGS) -Isrc -o $@ tests/unit-map.c src/map.c $(LDFLAGS) \
+	  $(EXTRA_LDFLAGS)
+
+# Install and uninstall: scripts/install.sh keeps a manifest of what it
+# did in $(datadir)/cacheextents/ and never replaces a file it did not
+# install, unless DIVERT=yes (dpkg-divert, for a Debian package's file).
+INSTALL_VARS = DESTDIR='$(DESTDIR)' filterdir='$(filterdir)' \
+	mandir='$(mandir)' datadir='$(datadir)' DIVERT='$(DIVERT)'
 
 install: $(FILTER) $(MANPAGE)
-	install -d $(DESTDIR)$(filterdir) $(DESTDIR)$(mandir)/man1
-	install -m 0755 $(FILTER) $(DESTDIR)$(filterdir)/
-	install -m 0644 $(MANPAGE) $(DESTDIR)$(mandir)/man1/
+	@$(INSTALL_VARS) scripts/install.sh install $(FILTER) $(MANPAGE)
 
-# The ASan+UBSan run (mk/sanitizers.mk) comes first; the plain run's
-# summary line is the last thing printed.
+uninstall:
+	@$(INSTALL_VARS) scripts/install.sh uninstall
+
+# Warnings are fatal in the project's own checks.
+CHECK_GOALS = check check-unit check-shell check-nbdkit-next check-asan \
+	check-tsan check-valgrind fuzz fuzz-quick stress
+ifneq ($(filter $(CHECK_GOALS),$(MAKECMDGOALS)),)
+WERROR = -Werror
+export WERROR
+endif
+
+check-unit: $(UNIT_TESTS)
+	tests/run-tests.sh $(UNIT_TESTS)
+
+# The tests take the filter of this BUILD unless CACHEEXTENTS_FILTER
+# names another.
+TEST_FILTER = CACHEEXTENTS_FILTER="$${CACHEEXTENTS_FILTER:-$(abspath $(FILTER))}"
+
+check-shell: all
+	$(TEST_FILTER) tests/run-tests.sh $(or $(TESTS),$(SHELL_TESTS))
+
+# nbdkit $(NBDKIT_NEXT), built once (about 4 minutes).
+nbdkit-next:
+	scripts/build-nbdkit.sh $(NBDKIT_NEXT) >/dev/null
+
+# The shell tests on nbdkit $(NBDKIT_NEXT): its server first on PATH
+# (with its plugins and filters), the filter built against its headers.
+filter-next: nbdkit-next
+	PKG_CONFIG_PATH='$(NEXT_PREFIX)/lib/pkgconfig' $(MAKE) --no-print-directory \
+	  BUILD=$(NEXT_BUILD) all
+
+check-nbdkit-next: filter-next
+	@echo "== shell tests on nbdkit $(NBDKIT_NEXT) ($(NEXT_PREFIX))"
+	PATH='$(NEXT_PREFIX)/sbin':"$$PATH" \
+	PKG_CONFIG_PATH='$(NEXT_PREFIX)/lib/pkgconfig' \
+	CACHEEXTENTS_FILTER='$(CURDIR)/$(NEXT_BUILD)/nbdkit-cacheextents-filter.so' \
+	TEST_LOGDIR='$(CURDIR)/$(NEXT_BUILD)/test-logs' \
+	  tests/run-tests.sh $(or $(TESTS),$(SHELL_TESTS))
+
+# make check: the ASan+UBSan run (mk/sanitizers.mk, on the nbdkit
+# pkg-config reports only), the plain run on that nbdkit, and the run on
+# nbdkit $(NBDKIT_NEXT).  All three run even if one fails; each prints
+# its summary, a failure in any fails make check, and the last line is
+# the sum (scripts/check-suite.sh).
 check: check-deps
 	$(MAKE) all $(UNIT_TESTS)
+ifeq ($(TESTS),)
 	$(MAKE) fuzz-quick
-	$(MAKE) check-asan
-	tests/run-tests.sh $(UNIT_TESTS) tests/test-*.sh
+endif
+	@sum='$(CURDIR)/$(BUILD)/check-summary'; rm -f "$$sum"; rc=0; \
+	$(if $(TESTS),,scripts/check-suite.sh "$$sum" \
+	  'ASan+UBSan on nbdkit $(NBDKIT_VERSION)' \
+	  $(MAKE) --no-print-directory check-asan || rc=1;) \
+	echo "== tests on nbdkit $(NBDKIT_VERSION)"; \
+	scripts/check-suite.sh "$$sum" 'nbdkit $(NBDKIT_VERSION)' \
+	  env $(TEST_FILTER) tests/run-tests.sh \
+	  $(or $(TESTS),$(UNIT_TESTS) $(SHELL_TESTS)) || rc=1; \
+	$(if $(NBDKIT_NEXT),scripts/check-suite.sh "$$sum" \
+	  'nbdkit $(NBDKIT_NEXT)' \
+	  $(MAKE) --no-print-directory check-nbdkit-next || rc=1;) \
+	scripts/check-suite.sh "$$sum" --total || rc=1; \
+	exit $$rc
 
 demo: deps
 	$(MAKE) all
 	scripts/demo.sh
 
+# The full benchmark also measures on nbdkit $(NBDKIT_NEXT).
 bench: deps
-	$(MAKE) all
-	bench/bench.sh full
+	$(MAKE) all $(if $(NBDKIT_NEXT),filter-next)
+	NBDKIT_NEXT='$(NBDKIT_NEXT)' bench/bench.sh full
 
 bench-quick: deps
 	$(MAKE) all
 	bench/bench.sh quick
 
+# The nbdkit built in build/nbdkit-VERSION/ is kept (it takes minutes);
+# distclean removes it too.
 clean:
+	rm -rf $(filter-out $(BUILD)/nbdkit-%,$(wildcard $(BUILD)/*)) \
+	  build-[0-9]*
+
+distclean: clean
 	rm -rf $(BUILD)
 
 # Further targets (stress, sanitizers, fuzzing) live in mk/*.mk.

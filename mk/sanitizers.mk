@@ -37,18 +37,23 @@ ASAN_CFLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer \
 	-fno-sanitize-recover=all
 ASAN_LDFLAGS = -fsanitize=address,undefined
 
-# test-stress.sh is long (make stress); test-memory-bound.sh measures
-# nbdkit's resident memory, which ASan's shadow memory, redzones and
-# quarantine inflate.
-ASAN_EXCLUDE ?= %-stress.sh %-memory-bound.sh
+# test-stress.sh is long (make stress); test-memory-bound.sh,
+# test-export-names.sh and test-private-memory.sh measure nbdkit's
+# resident memory, which ASan's shadow memory, redzones and quarantine
+# inflate.  The install tests run make and install, not the
+# filter's code.
+ASAN_EXCLUDE ?= %-stress.sh %-memory-bound.sh %-install-by-name.sh \
+	%-install-foreign.sh %-install-uninstall.sh %-export-names.sh \
+	%-private-memory.sh
 ASAN_TESTS ?= $(filter-out $(ASAN_EXCLUDE),$(wildcard tests/test-*.sh)) \
 	tests/sanitizers/scenario.sh
+# Under valgrind nbdkit runs 20-100 times slower: a subset, without
+# the tests that time what prefetch does (test-prefetch.sh) or run
+# long; scenario.sh keeps prefetch on throughout.
 VALGRIND_TESTS ?= tests/sanitizers/scenario.sh tests/test-errors.sh \
 	tests/test-multi-export.sh tests/test-write-race.sh \
-	tests/test-seed-map.sh tests/test-qemu-io.sh tests/test-scope.sh \
-	tests/test-prefetch.sh
-HELGRIND_TESTS ?= tests/sanitizers/scenario.sh tests/test-write-race.sh \
-	tests/test-prefetch.sh
+	tests/test-seed-map.sh tests/test-qemu-io.sh tests/test-scope.sh
+HELGRIND_TESTS ?= tests/sanitizers/scenario.sh tests/test-write-race.sh
 HARNESS_SECONDS ?= 10
 ASAN_HARNESS_SECONDS ?= 5
 HARNESS_SEED ?= 1

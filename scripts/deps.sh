@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright the cacheextents authors.
 # Install the Debian packages this project needs, if any are missing.
 # Usage: scripts/deps.sh [extra-package ...]
 set -e

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright the cacheextents authors.
 # Shared helpers for the shell tests.  Source it from a test:
 #
 #   . "$(dirname "$0")/functions.sh"
@@ -6,7 +8,10 @@
 #   top      the top of the source tree
 #   FILTER   the filter under test: $CACHEEXTENTS_FILTER if set (a path,
 #            or a bare name such as "cacheextents" for the one installed
-#            with nbdkit), else $top/build/nbdkit-cacheextents-filter.so
+#            with nbdkit), else $top/build/nbdkit-cacheextents-filter.so.
+#            By name, "cacheextents" is nbdkit's own filter before 1.45.1
+#            and none or this one (make install) after:
+#            cacheextents_by_name tells which.
 #   PYTHON   a python3 that has the libnbd 'nbd' module
 #   tmp      a fresh temporary directory, removed when the test exits
 #   log      $tmp/log, the default logfile for the log filter
@@ -259,3 +264,52 @@ def cost(fn, *args, **kw):
 def fmt(extents):
     return " ".join("%#x+%#x:%d" % e for e in extents)
 EOF
+
+# What --filter=cacheextents loads by name in the nbdkit on PATH:
+# 'ours' (it lists cacheextents-window=), 'nbdkit' (nbdkit's bundled
+# filter, before 1.45.1) or 'none'.
+cacheextents_by_name ()
+{
+  local help
+  if ! help=$(timeout 20 nbdkit --filter=cacheextents null --help 2>/dev/null); then
+    echo none
+  elif grep -q '^cacheextents-window=' <<<"$help"; then
+    echo ours
+  else
+    echo nbdkit
+  fi
+}
+
+# mk ARGS...: make at the top of the tree with the build in $tmp/build,
+# not build/, and without the MAKEFLAGS of a make that runs the tests.
+mk ()
+{
+  env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL \
+    timeout 300 make -C "$top" --no-print-directory BUILD="$tmp/build" "$@"
+}
+
+# tree_state DIR: every path below DIR, its type, and a checksum of
+# each file's content, sorted: two states compare equal if nothing was
+# added, removed or changed.
+tree_state ()
+{
+  (cd "$1" && find . -mindepth 1 -printf '%y %p\n' | LC_ALL=C sort |
+     while read -r type path; do
+       if [ "$type" = f ]; then
+         echo "$type $path $(sha256sum < "$path" | cut -c1-16)"
+       else
+         echo "$type $path"
+       fi
+     done)
+}
+
+# assert_same_tree WHAT BEFORE AFTER: two tree_state outputs are equal.
+assert_same_tree ()
+{
+  if [ "$2" != "$3" ]; then
+    echo "FAIL: $1: the tree changed:"
+    diff -u <(echo "$2") <(echo "$3") || true
+    exit 1
+  fi
+  echo "ok: $1: the tree is as it was"
+}

@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright the cacheextents authors.
+ */
 /* A preload shim for the ASan runs of nbdkit (tests/sanitizers/run.sh
  * puts it after the ASan and UBSan runtimes in LD_PRELOAD).  It has
  * two jobs, both about running an uninstrumented nbdkit under ASan;

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright the cacheextents authors.
 # run-one.sh LOGDIR TEST: run one test with the sanitizer environment
 # of run.sh (CE_SAN_MODE etc.), then fail if any report was written.
 #
@@ -9,6 +11,9 @@
 # every sanitizer and valgrind report goes to a file in LOGDIR and any
 # report there fails the test, whatever the test's own result.  Reports
 # that name our code (the filter's .so or src/) are marked as ours.
+# The one exception is a LeakSanitizer log holding nothing but leaks
+# proven to be nbdkit's own (nbdkit-leaks.awk); valgrind's exceptions
+# are its suppression files (MODE.supp).
 set -u
 logdir=$1 t=$2
 rm -rf "$logdir"
@@ -71,6 +76,9 @@ for f in "$logdir"/*; do
   fi
   sed 's/^/  | /' "$f"
 done
+
+echo "$CE_SAN_MODE: $(ls "$logdir" | grep -c '^nbdkit\.') nbdkit processes" \
+  "started, $(ls "$logdir" | grep -c -v '^nbdkit\.') log files"
 
 if [ "$bad" -ne 0 ]; then
   echo "FAIL: sanitizer reports (the test itself exited with $rc)"

@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright the cacheextents authors.
 # Run tests with nbdkit under a sanitizer or a valgrind tool.
 #
 #   tests/sanitizers/run.sh MODE FILTER LOGROOT TEST...
 #
 # MODE is asan (FILTER built with -fsanitize=address,undefined; the
 # runtimes are preloaded into nbdkit), memcheck, helgrind or drd
-# (nbdkit under valgrind), or tsan (only instrumented programs such
-# as tests/tsan-harness.c; FILTER is then '-').  Each TEST (a shell test or a unit test
-# binary) runs through tests/run-tests.sh, so the output and the
-# summary line are the usual ones, with FILTER as CACHEEXTENTS_FILTER
-# and tests/sanitizers/bin first on PATH, so that every nbdkit the test
+# (nbdkit under valgrind, with the suppressions in MODE.supp here), or
+# tsan (only instrumented programs such as tests/tsan-harness.c;
+# FILTER is then '-').  Each TEST (a shell test or a test program)
+# runs through tests/run-tests.sh, so the output and the summary line
+# are the usual ones, with FILTER as CACHEEXTENTS_FILTER and
+# tests/sanitizers/bin first on PATH, so that every nbdkit the test
 # starts is the wrapper there.  A test fails if it fails, or if any
 # sanitizer or valgrind report was left in its log directory
 # LOGROOT/NAME (see run-one.sh).

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright the cacheextents authors.
 # A representative workload for the sanitizer and valgrind runs: every
 # part of the filter in a few seconds, with prefetch ON (the shell
 # tests turn it off to count backend calls).
