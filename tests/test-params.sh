@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright the cacheextents authors.
 # Parameters: every invalid value stops nbdkit with a message naming
 # the parameter and the value; every valid value is accepted; --help
 # lists every key.
@@ -89,18 +91,21 @@ accepted cacheextents-statsfile="$tmp/stats" $CE_OPTS
 
 keys="window granularity max-size scope statsfile"
 if filter_has_param cacheextents-prefetch; then
-  keys="$keys prefetch prefetch-threads"
+  keys="$keys prefetch prefetch-threads prefetch-contexts"
   refused cacheextents-prefetch maybe
   refused cacheextents-prefetch ""
   refused cacheextents-prefetch-threads 0
-  refused cacheextents-prefetch-threads 17
+  refused cacheextents-prefetch-threads 65
   refused cacheextents-prefetch-threads 100
   refused cacheextents-prefetch-threads -1
   refused cacheextents-prefetch-threads two
   accepted cacheextents-prefetch=false
   accepted cacheextents-prefetch=true
   accepted cacheextents-prefetch=on cacheextents-prefetch-threads=1
-  accepted cacheextents-prefetch-threads=16
+  accepted cacheextents-prefetch-threads=64
+  refused cacheextents-prefetch-contexts 17
+  accepted cacheextents-prefetch-contexts=0
+  accepted cacheextents-prefetch-contexts=16
 else
   echo "note: the filter has no cacheextents-prefetch: prefetch cases skipped"
 fi

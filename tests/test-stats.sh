@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright the cacheextents authors.
 # cacheextents-statsfile=FILE: at unload the filter writes one summary
 # line whose counters match a known sequence of requests; and
 # -D cacheextents.cache=1 logs one debug line per hit and per miss.
