@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright the cacheextents authors.
 # Side-by-side benchmark: no cache, nbdkit's bundled cacheextents filter,
 # and this project's filter (with default parameters), under the same
 # clients and the same slow backend.
@@ -21,6 +23,7 @@
 #
 # Environment (mostly for testing the script itself):
 #   BENCH_RUNS=3          runs per cell; the median is reported
+#   BENCH_RUNS0=5         runs per cell with no delay
 #   BENCH_SLOW_SECS=60    first run slower than this: run the cell once
 #   BENCH_TIMEOUT=1500    seconds before a single run is killed
 #   BENCH_SIZE            sparse-random size (full: 64G, quick: 16G)
@@ -32,6 +35,12 @@
 #   BENCH_FAST_SIZE=16G   sparse-random size in the fast-backend section
 #   BENCH_OUTDIR          where results go (default bench/results)
 #   BENCH_NAME            results file stem (full: results, quick: quick)
+#   BENCH_COSTS=1         0 skips the costs section (bench/costs.sh)
+#   BENCH_SERIAL          1 runs the serialized-backend section
+#                         (bench/serial.sh) on Debian's nbdkit and on
+#                         nbdkit $NBDKIT_NEXT (default 1.45.2, built by
+#                         make bench); default 1 in full mode, 0 in quick
+#   BENCH_LANDED_REV      the revision measured as "landed" there
 
 # The client commands are run by nbdkit's --run shell, which sets $uri.
 # shellcheck disable=SC2016
@@ -46,6 +55,8 @@ case $mode in
 esac
 
 runs=${BENCH_RUNS:-3}
+# Cells with no delay are short and noisy: more runs.
+runs0=${BENCH_RUNS0:-5}
 slow=${BENCH_SLOW_SECS:-60}
 tmo=${BENCH_TIMEOUT:-1500}
 size=${BENCH_SIZE:-$def_size}
@@ -53,6 +64,10 @@ delays=${BENCH_DELAYS:-$def_delays}
 stacks=${BENCH_STACKS:-none bundled ours}
 clients=${BENCH_CLIENTS:-qemu-img-map nbdinfo-map nbdcopy qemu-img-convert}
 fast=${BENCH_FAST:-1}
+costs=${BENCH_COSTS:-1}
+serial=${BENCH_SERIAL:-$([ "$mode" = full ] && echo 1 || echo 0)}
+next_version=${NBDKIT_NEXT:-1.45.2}
+landed_rev=${BENCH_LANDED_REV:-4e51631}
 fast_size=${BENCH_FAST_SIZE:-16G}
 outdir=${BENCH_OUTDIR:-$top/bench/results}
 name=${BENCH_NAME:-$def_name}
@@ -85,7 +100,9 @@ for s in $stacks; do
   case $s in
     none) avail[$s]=yes ;;
     bundled)
-      if nbdkit --filter=cacheextents null --dump-plugin >/dev/null 2>&1
+      # Not this filter installed under the name (it lists our keys).
+      if help=$(nbdkit --filter=cacheextents null --help 2>/dev/null) &&
+         ! grep -q '^cacheextents-window=' <<<"$help"
       then avail[$s]=yes
       else avail[$s]=no; log "nbdkit's bundled cacheextents filter is missing"
       fi ;;
@@ -111,8 +128,10 @@ client_cmd () {
     qemu-img-map) echo 'qemu-img map --output=json "$uri" >/dev/null' ;;
     nbdinfo-map) echo 'nbdinfo --map "$uri" >/dev/null' ;;
     nbdcopy) echo 'nbdcopy "$uri" null:' ;;
+    # --target-is-zero: into a null-co target it must zero, convert is
+    # bound by memset and page faults here, not by block status.
     qemu-img-convert)
-      echo 'qemu-img convert -n -f raw "$uri" -O raw' \
+      echo 'qemu-img convert -n --target-is-zero -f raw "$uri" -O raw' \
            "'json:{\"file.driver\":\"null-co\",\"file.size\":\"1E\"}'" ;;
     *) die "unknown client '$1'" ;;
   esac
@@ -170,14 +189,16 @@ cell () {
     echo "$section,$backend,$client,$delay,$stack,0,,,,,,,,n/a" >> "$csv"
     return 0
   fi
-  for ((i = 1; i <= runs; i++)); do
+  local n=$runs
+  [ "$delay" = 0 ] && n=$runs0
+  for ((i = 1; i <= n; i++)); do
     if ! run_once "$stack" "$client" "$@"; then
       status=failed; failed=1; break
     fi
     times+=("$rt"); exts+=("$ext"); outs+=("$ot")
-    log "$section $backend $client delay=${delay}ms $stack run $i/$runs:" \
+    log "$section $backend $client delay=${delay}ms $stack run $i/$n:" \
         "$rt s ($ot s with nbdkit start and exit), $ext backend extents calls"
-    if [ "$i" -eq 1 ] && [ "$runs" -gt 1 ] &&
+    if [ "$i" -eq 1 ] && [ "$n" -gt 1 ] &&
        awk -v t="$rt" -v s="$slow" 'BEGIN { exit !(t > s) }'; then
       status=slow
       log "  first run over $slow s: this cell is run once"
@@ -228,6 +249,53 @@ if [ "$fast" = 1 ]; then
   done
   fast_rows+=("sparse-random $fast_size|nbdcopy")
 fi
+# Section 3: what the caches cost (bench/costs.sh).
+if [ "$costs" = 1 ]; then
+  log "costs section"
+  rm -f "$outdir/$name-costs.csv"
+  BENCH_RUNS=$runs BENCH_STACKS="$stacks" BENCH_FILTER="$ours" \
+    "$top/bench/costs.sh" "$outdir/$name-costs.csv" > "$tmp/costs.md" ||
+    { log "costs section failed"; failed=1; }
+fi
+
+# Section 4: a backend that serializes requests, on each nbdkit, with
+# the filter of the last landed revision beside this one.
+# build_landed NAME [NBDKIT-PREFIX]: the landed revision's filter,
+# built against Debian's nbdkit or the one under NBDKIT-PREFIX (that
+# revision's Makefile did not find its headers: they are passed here).
+build_landed () {
+  local d=$tmp/landed-$1 p=${2:-}
+  mkdir -p "$d"
+  git -C "$top" archive "$landed_rev" | tar -x -C "$d" &&
+    env -u MAKEFLAGS -u MAKELEVEL \
+      PKG_CONFIG_PATH="${p:+$p/lib/pkgconfig}" \
+      make -C "$d" EXTRA_CFLAGS="${p:+-isystem $p/include}" >"$d.log" 2>&1 &&
+    echo "$d/build/nbdkit-cacheextents-filter.so"
+}
+if [ "$serial" = 1 ]; then
+  rm -f "$outdir/$name-serial.csv"
+  echo "section,nbdkit,size,stack,runs,median_s,extents_median," \
+    > "$outdir/$name-serial.csv"
+  sys_label="nbdkit $(nbdkit --version | awk '{ print $2; exit }')"
+  landed_so=$(build_landed sys) || log "landed revision does not build"
+  BENCH_LANDED=$landed_so "$top/bench/serial.sh" \
+    "$outdir/$name-serial.csv" "$sys_label" "$ours" > "$tmp/serial.md" ||
+    { log "serialized section failed"; failed=1; }
+  next_so=$top/build-$next_version/nbdkit-cacheextents-filter.so
+  next_prefix=$top/build/nbdkit-$next_version/prefix
+  if [ -x "$next_prefix/sbin/nbdkit" ] && [ -f "$next_so" ]; then
+    landed_so=$(build_landed next "$next_prefix") ||
+      log "landed revision does not build on nbdkit $next_version"
+    PATH=$next_prefix/sbin:$PATH BENCH_LANDED=$landed_so \
+      "$top/bench/serial.sh" "$outdir/$name-serial.csv" \
+      "nbdkit $next_version" "$next_so" >> "$tmp/serial.md" ||
+      { log "serialized section failed"; failed=1; }
+  else
+    log "nbdkit $next_version or its filter not built: run make bench" \
+        "(it builds them)"
+  fi
+fi
+
 elapsed=$(( $(date +%s) - started ))
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -293,7 +361,8 @@ rev=$(git -C "$top" describe --always --dirty 2>/dev/null || echo unknown)
   echo "- $(nbdkit --version | head -n1); libnbd $(nbdinfo --version |
          awk '/^libnbd/ { print $2 }'); $(qemu-img --version | head -n1)"
   echo "- project revision: $rev"
-  echo "- runs per cell: $runs (the median is shown), except cells marked †"
+  echo "- runs per cell: $runs ($runs0 with no delay; the median is shown)," \
+       "except cells marked †"
   echo "- stacks: none (no cache); bundled (\`--filter=cacheextents\`," \
        "nbdkit's own); ours (\`build/nbdkit-cacheextents-filter.so\`," \
        "default parameters)"
@@ -325,6 +394,25 @@ rev=$(git -C "$top" describe --always --dirty 2>/dev/null || echo unknown)
       row "fast|$r|0"
     done
   fi
+  if [ "$costs" = 1 ] && [ -s "$tmp/costs.md" ]; then
+    echo
+    cat "$tmp/costs.md"
+  fi
+  if [ "$serial" = 1 ] && [ -s "$tmp/serial.md" ]; then
+    echo
+    echo "## A backend that serializes requests (VDDK-like)"
+    echo
+    echo "\`bench/serial.sh\`: qemu-img map through \`nbdkit [CACHE]" \
+         "--filter=stats nbd\` in front of \`nbdkit --filter=noparallel" \
+         "--filter=delay sparse-random SIZE serialize=requests" \
+         "delay-extents=100ms\`, on each nbdkit; \"landed\" is this filter" \
+         "at revision $landed_rev (the engine before this one); no cache" \
+         "at 256G is not run (about 20 minutes)."
+    echo
+    echo "| nbdkit | size | none | bundled | landed | ours |"
+    echo "|---|---|--:|--:|--:|--:|"
+    cat "$tmp/serial.md"
+  fi
   echo
   if printf '%s\n' "${res[@]}" | grep -q ' slow$'; then
     echo "† The first run took longer than $slow s, so this cell was run" \
@@ -336,7 +424,7 @@ rev=$(git -C "$top" describe --always --dirty 2>/dev/null || echo unknown)
     echo "**failed**: a run failed or timed out (limit $tmo s); see the log."
   echo
   echo "Clients: \`qemu-img map --output=json\`, \`nbdinfo --map\`," \
-       "\`nbdcopy URI null:\`, and \`qemu-img convert -n -f raw URI -O raw\`" \
+       "\`nbdcopy URI null:\`, and \`qemu-img convert -n --target-is-zero -f raw URI -O raw\`" \
        "into a 1E \`null-co\` target."
   echo
   echo "Plot: $(basename "$png") (log scale)."

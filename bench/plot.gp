@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright the cacheextents authors.
 # Plot for bench/bench.sh: one panel per extents delay (and one for the
 # fast backends), each a clustered bar chart of client wall time per cache
 # stack, on a log scale.
