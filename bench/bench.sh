@@ -86,6 +86,10 @@ done
 exec 9> /tmp/cacheextents-bench.lock
 flock -n 9 || die "another bench/bench.sh is running (lock /tmp/cacheextents-bench.lock)"
 
+# The revision measured, before this script writes its results (which
+# are tracked files) into the tree.
+rev=$(git -C "$top" describe --always --dirty 2>/dev/null || echo unknown)
+
 tmp=$(mktemp -d /tmp/cacheextents-bench.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$outdir"
@@ -348,7 +352,6 @@ row () {  # row KEY-PREFIX
 
 cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 mem=$(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
-rev=$(git -C "$top" describe --always --dirty 2>/dev/null || echo unknown)
 {
   echo "# cacheextents benchmark ($mode)"
   echo
@@ -487,7 +490,7 @@ ymax=$(awk 'NR > 1 && $7 != "" && $7 > m { m = $7 }
 if gnuplot -e "datafile='$dat'; outfile='$png'; term='$term'; ymax=$ymax;
       npanels=$npanels; nstacks=$(echo "$pstacks" | wc -w); titles='$titles';
       colors='$colors';
-      heading='cacheextents benchmark ($mode): median of $runs runs (a cell whose first run took over $slow s: 1 run)'" \
+      heading='cacheextents benchmark ($mode): median of $runs runs, $runs0 with no delay (a cell whose first run took over $slow s: 1 run)'" \
     "$top/bench/plot.gp"
 then log "wrote $png"
 else log "warning: gnuplot failed, no plot"; failed=1
