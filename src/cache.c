@@ -34,9 +34,8 @@
  *     logged only as long as some call that started before them is
  *     still in flight, and at most LOG_MAX of them: then they are
  *     folded into fewer, larger ranges (see fold_log_locked).  A store
- *     merges the writes that
- *     concern its call into a sorted set once, then checks each answer
- *     extent in O(log n).
+ *     merges the writes that concern its call into a sorted set once,
+ *     then checks each answer extent in O(log n).
  *
  * (F) Some backends make a write visible to block status only when
  *     it is flushed (nbdkit's cache filter in writeback mode, and any
@@ -584,7 +583,7 @@ cache_write_begin (struct cache_write *w, uint64_t offset, uint64_t count)
 static void
 log_clear_locked (void)
 {
-  if (completed.cap > 4 * LOG_MAX / 16)
+  if (completed.cap > LOG_FOLDED)
     write_log_reset (&completed);   /* give back what a burst took */
   completed.len = log_first = 0;
 }
@@ -940,12 +939,7 @@ cache_fetch_locked (struct scope *s, nbdkit_next *next,
   f->refs = 1;
   f->next = s->flights;
   s->flights = f;
-  f->older = newest_flight;
-  if (newest_flight)
-    newest_flight->newer = f;
-  else
-    oldest_flight = f;
-  newest_flight = f;
+  CE_QUEUE_APPEND (oldest_flight, newest_flight, f, older, newer);
   inflight_extents += f->reserved;
 
   /* Extents past 'end' are dropped, so one answer stays bounded. */
@@ -967,16 +961,8 @@ cache_fetch_locked (struct scope *s, nbdkit_next *next,
   for (pp = &s->flights; *pp != f; pp = &(*pp)->next)
     ;
   *pp = f->next;
-  if (!f->poisoned) {           /* else already off the list */
-    if (f->older)
-      f->older->newer = f->newer;
-    else
-      oldest_flight = f->newer;
-    if (f->newer)
-      f->newer->older = f->older;
-    else
-      newest_flight = f->older;
-  }
+  if (!f->poisoned)             /* else already off the list */
+    CE_QUEUE_UNLINK (oldest_flight, newest_flight, f, older, newer);
   f->done = true;
   inflight_extents -= f->reserved;
   pthread_cond_broadcast (&cache_cond);
@@ -996,40 +982,33 @@ cache_fetch_locked (struct scope *s, nbdkit_next *next,
   return r;
 }
 
-/* The end of a write or flush in flight that covers offset, or 0. */
-static uint64_t
-write_covering_locked (uint64_t offset)
+/* Of the ranges writes and flushes in flight cover, the one that
+ * starts first among those that end after offset, in *r.  It covers
+ * offset if it starts at or before it; if not, nothing does, and it
+ * is the first to start after offset.  False if there is none.
+ */
+static bool
+write_after_locked (uint64_t offset, struct cache_range *r)
 {
   const struct cache_write *w;
   const struct cache_flush *fl;
+  bool found = false;
   size_t i;
 
   for (w = writes_in_flight; w; w = w->next)
-    if (w->offset <= offset && offset < w->end)
-      return w->end;
+    if (w->end > offset && (!found || w->offset < r->offset)) {
+      r->offset = w->offset;
+      r->end = w->end;
+      found = true;
+    }
   for (fl = flushes_in_flight; fl; fl = fl->next)
     for (i = 0; i < fl->set.n; ++i)
-      if (fl->set.r[i].offset <= offset && offset < fl->set.r[i].end)
-        return fl->set.r[i].end;
-  return 0;
-}
-
-uint64_t
-cache_next_write_locked (uint64_t offset)
-{
-  const struct cache_write *w;
-  const struct cache_flush *fl;
-  uint64_t r = UINT64_MAX;
-  size_t i;
-
-  for (w = writes_in_flight; w; w = w->next)
-    if (w->offset > offset)
-      r = CE_MIN (r, w->offset);
-  for (fl = flushes_in_flight; fl; fl = fl->next)
-    for (i = 0; i < fl->set.n; ++i)
-      if (fl->set.r[i].offset > offset)
-        r = CE_MIN (r, fl->set.r[i].offset);
-  return r;
+      if (fl->set.r[i].end > offset &&
+          (!found || fl->set.r[i].offset < r->offset)) {
+        *r = fl->set.r[i];
+        found = true;
+      }
+  return found;
 }
 
 /* Skips what a flight is fetching, and what a write or flush in flight
@@ -1038,22 +1017,28 @@ cache_next_write_locked (uint64_t offset)
  * that asks there later misses and fetches it itself.
  */
 uint64_t
-cache_next_unknown_locked (struct scope *s, uint64_t offset)
+cache_next_unknown_locked (struct scope *s, uint64_t offset,
+                           uint64_t *write_start)
 {
   const struct flight *f;
-  uint64_t end;
+  struct cache_range w = { 0, 0 };
+  bool ahead = false;           /* w is the next write after offset */
 
   while (offset < s->size) {
     offset = map_next_gap (s->map, offset, s->size);
     if (offset >= s->size)
       break;
-    if ((f = flight_covering_locked (s, offset)) != NULL)
+    if ((f = flight_covering_locked (s, offset)) != NULL) {
       offset = f->end;
-    else if ((end = write_covering_locked (offset)) != 0)
-      offset = end;
-    else
+      continue;
+    }
+    ahead = write_after_locked (offset, &w);
+    if (!ahead || w.offset > offset)
       break;
+    offset = w.end;             /* covered by a write: skip it */
+    ahead = false;
   }
+  *write_start = ahead ? w.offset : UINT64_MAX;
   return CE_MIN (offset, s->size);
 }
 

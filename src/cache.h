@@ -85,7 +85,7 @@ struct scope {
   struct map *map;
   struct flight *flights;       /* backend calls in flight for this scope */
   /* Prefetch (see prefetch.h). */
-  struct scope *pf_qnext;       /* next on the ready queue */
+  struct scope *pf_qprev, *pf_qnext; /* on the ready queue */
   bool pf_queued;               /* on the ready queue */
   const void *pf_owner;         /* connection whose context it uses */
   nbdkit_next *pf_ctx;          /* that context, or NULL: no prefetch */
@@ -203,15 +203,12 @@ extern int cache_fetch_locked (struct scope *s, nbdkit_next *next,
 /* For the prefetch worker: the first unknown byte at or after offset
  * (below the export end) that no flight is already fetching and no
  * write or flush in flight covers, or the export size if there is
- * none.  Lock held.
+ * none.  *write_start is set to where the first write or flush in
+ * flight after that byte starts (UINT64_MAX if none): a prefetch call
+ * ends there, so that rule S keeps all of its answer.  Lock held.
  */
-extern uint64_t cache_next_unknown_locked (struct scope *s, uint64_t offset);
-
-/* For the prefetch worker: where the first write or flush in flight
- * that starts after offset starts (UINT64_MAX if none).  A prefetch
- * call ends there, so that rule S keeps all of its answer.  Lock held.
- */
-extern uint64_t cache_next_write_locked (uint64_t offset);
+extern uint64_t cache_next_unknown_locked (struct scope *s, uint64_t offset,
+                                           uint64_t *write_start);
 
 /* Bytes of memory counted against cacheextents-max-size: every map's
  * extents and every scope's own memory.  Lock held.

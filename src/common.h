@@ -52,7 +52,10 @@ ce_unlock_cleanup (pthread_mutex_t **m)
     (head) = (e);                                                       \
   } while (0)
 
-#define CE_LIST_UNLINK(head, e)                                         \
+/* Unlink e from the list headed by head, through links named prev and
+ * next; the tail, if any, is the caller's.
+ */
+#define CE_UNLINK_FROM(head, e, prev, next)                             \
   do {                                                                  \
     if ((e)->prev)                                                      \
       (e)->prev->next = (e)->next;                                      \
@@ -60,6 +63,32 @@ ce_unlock_cleanup (pthread_mutex_t **m)
       (head) = (e)->next;                                               \
     if ((e)->next)                                                      \
       (e)->next->prev = (e)->prev;                                      \
+  } while (0)
+
+#define CE_LIST_UNLINK(head, e) CE_UNLINK_FROM (head, e, prev, next)
+
+/* Intrusive doubly linked queues with a head and a tail, and link
+ * fields of any name (so that one struct can sit on several):
+ * append at the tail, unlink from anywhere.  'head' and 'tail' are
+ * plain pointers.
+ */
+#define CE_QUEUE_APPEND(head, tail, e, prev, next)                      \
+  do {                                                                  \
+    (e)->prev = (tail);                                                 \
+    (e)->next = NULL;                                                   \
+    if (tail)                                                           \
+      (tail)->next = (e);                                               \
+    else                                                                \
+      (head) = (e);                                                     \
+    (tail) = (e);                                                       \
+  } while (0)
+
+#define CE_QUEUE_UNLINK(head, tail, e, prev, next)                      \
+  do {                                                                  \
+    if ((e)->next == NULL)                                              \
+      (tail) = (e)->prev;                                               \
+    CE_UNLINK_FROM (head, e, prev, next);                               \
+    (e)->prev = (e)->next = NULL;                                       \
   } while (0)
 
 /* A typed growable array: CE_VECTOR (name, type) declares

@@ -86,13 +86,17 @@ post_locked (struct scope *s)
   if (s->pf_queued)
     return;
   s->pf_queued = true;
-  s->pf_qnext = NULL;
-  if (queue_tail)
-    queue_tail->pf_qnext = s;
-  else
-    queue_head = s;
-  queue_tail = s;
+  CE_QUEUE_APPEND (queue_head, queue_tail, s, pf_qprev, pf_qnext);
   pthread_cond_signal (&pool_cond);
+}
+
+static void
+unqueue_locked (struct scope *s)
+{
+  if (!s->pf_queued)
+    return;
+  CE_QUEUE_UNLINK (queue_head, queue_tail, s, pf_qprev, pf_qnext);
+  s->pf_queued = false;
 }
 
 static struct scope *
@@ -100,28 +104,9 @@ pop_locked (void)
 {
   struct scope *s = queue_head;
 
-  if (s) {
-    queue_head = s->pf_qnext;
-    if (queue_head == NULL)
-      queue_tail = NULL;
-    s->pf_queued = false;
-  }
+  if (s)
+    unqueue_locked (s);
   return s;
-}
-
-static void
-unqueue_locked (struct scope *s)
-{
-  struct scope **pp, *prev = NULL;
-
-  if (!s->pf_queued)
-    return;
-  for (pp = &queue_head; *pp != s; pp = &(*pp)->pf_qnext)
-    prev = *pp;
-  *pp = s->pf_qnext;
-  if (queue_tail == s)
-    queue_tail = prev;
-  s->pf_queued = false;
 }
 
 /* Is there anything to prefetch below the horizon?  Cheap test: the
@@ -154,7 +139,7 @@ parallel (const struct scope *s)
 static bool
 step_locked (struct scope *s)
 {
-  uint64_t limit = CE_MIN (s->pf_horizon, s->size), start, end;
+  uint64_t limit = CE_MIN (s->pf_horizon, s->size), start, end, write_start;
   nbdkit_next *next = s->pf_ctx;
   unsigned own = CACHE_MAX_CONTEXTS;    /* none */
   int err = 0;
@@ -162,13 +147,12 @@ step_locked (struct scope *s)
   if (next == NULL || s->pf_running >= parallel (s) ||
       cache_bytes_locked () >= cache_config.max_size / 8 * 7)
     return false;
-  start = cache_next_unknown_locked (s, s->pf_cursor);
+  start = cache_next_unknown_locked (s, s->pf_cursor, &write_start);
   if (start >= limit) {
     s->pf_cursor = CE_MAX (s->pf_cursor, limit);
     return false;
   }
-  end = cache_window_end_locked (s, 0, start);
-  end = CE_MIN (end, cache_next_write_locked (start));
+  end = CE_MIN (cache_window_end_locked (s, 0, start), write_start);
   s->pf_cursor = end;
   s->pf_running++;
   if (s->pf_nown > 0) {
