@@ -47,6 +47,7 @@
 set -eu -o pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
+. "$top/bench/lib.sh"
 mode=${1:-}
 case $mode in
   full)  def_name=results; def_size=64G; def_delays="0 20 100" ;;
@@ -105,8 +106,7 @@ for s in $stacks; do
     none) avail[$s]=yes ;;
     bundled)
       # Not this filter installed under the name (it lists our keys).
-      if help=$(nbdkit --filter=cacheextents null --help 2>/dev/null) &&
-         ! grep -q '^cacheextents-window=' <<<"$help"
+      if have_bundled
       then avail[$s]=yes
       else avail[$s]=no; log "nbdkit's bundled cacheextents filter is missing"
       fi ;;
@@ -168,14 +168,6 @@ t1=\$(date +%s.%N); echo \"\$t0 \$t1 \$rc\" > '$tf'; exit \$rc"
   rt=$(awk '{ printf "%.3f", $2 - $1 }' "$tf")
   ot=$(awk -v a="$o0" -v b="$o1" 'BEGIN { printf "%.3f", b - a }')
   ext=$(awk '/^extents:/ { n = $2 } END { print n + 0 }' "$sf")
-}
-
-# stats N... -> "median min max" of the arguments.
-stats () {
-  printf '%s\n' "$@" | sort -g | awk '
-    { v[NR] = $1 }
-    END { m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-          print m, v[1], v[NR] }'
 }
 
 echo "section,backend,client,delay_ms,stack,runs,median_s,min_s,max_s,extents_median,extents_min,extents_max,nbdkit_median_s,status" > "$csv"

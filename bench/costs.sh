@@ -29,6 +29,7 @@
 set -eu -o pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
+. "$top/bench/lib.sh"
 csv=${1:?usage: $0 CSV}
 runs=${BENCH_RUNS:-3}
 stacks=${BENCH_STACKS:-none bundled ours}
@@ -40,19 +41,13 @@ log () { printf '[costs %s] %s\n' "$(date +%T)" "$*" >&2; }
 tmp=$(mktemp -d /tmp/cacheextents-costs.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 
-have_bundled=no
-if help=$(nbdkit --filter=cacheextents null --help 2>/dev/null) &&
-   ! grep -q '^cacheextents-window=' <<<"$help"; then
-  have_bundled=yes
-fi
-
 # The stacks of this section: name and cache arguments.
 declare -a names=()
 declare -A args params
 for s in $stacks; do
   case $s in
     none) names+=(none); args[none]= ;;
-    bundled) [ $have_bundled = yes ] || continue
+    bundled) have_bundled || continue
              names+=(bundled); args[bundled]=--filter=cacheextents ;;
     ours) names+=(ours "ours, prefetch off")
           args[ours]=--filter=$ours
@@ -148,9 +143,6 @@ while time.time() - t0 < 5:
 print(n)
 PY
 export tmp PYTHON log=$tmp/log
-
-median () { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 }
-  END { print NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 echo "section,stack,measure,value" >> "$csv"
 declare -A out

@@ -21,6 +21,7 @@
 set -eu -o pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
+. "$top/bench/lib.sh"
 csv=${1:?usage: $0 CSV LABEL OURS-SO}
 label=${2:?}
 ours=${3:?}
@@ -35,10 +36,7 @@ tmp=$(mktemp -d /tmp/cacheextents-serial.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 
 stacks="none"
-if help=$(nbdkit --filter=cacheextents null --help 2>/dev/null) &&
-   ! grep -q '^cacheextents-window=' <<<"$help"; then
-  stacks="$stacks bundled"
-fi
+have_bundled && stacks="$stacks bundled"
 [ -n "$landed" ] && [ -f "$landed" ] && stacks="$stacks landed"
 stacks="$stacks ours"
 
@@ -62,9 +60,6 @@ t1=$(date +%s.%N)
 echo "$t0 $t1" > "$TIMES"
 exit $rc
 SH
-
-median () { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 }
-  END { print NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 for size in $sizes; do
   printf '| %s | %s |' "$label" "$size"

@@ -1,0 +1,24 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright the cacheextents authors.
+# Helpers shared by bench.sh, costs.sh and serial.sh (sourced).
+
+# stats N...: "median min max" of the arguments.
+stats () {
+  printf '%s\n' "$@" | sort -g | awk '
+    { v[NR] = $1 }
+    END { m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+          print m, v[1], v[NR] }'
+}
+
+# median N...: the median of the arguments.
+median () {
+  stats "$@" | cut -d' ' -f1
+}
+
+# have_bundled: the nbdkit on PATH has its own cacheextents filter (and
+# not this one installed under the name: that lists our parameters).
+have_bundled () {
+  local help
+  help=$(nbdkit --filter=cacheextents null --help 2>/dev/null) &&
+    ! grep -q '^cacheextents-window=' <<<"$help"
+}
