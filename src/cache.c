@@ -120,6 +120,7 @@
 #include "cache.h"
 #include "common.h"
 #include "map.h"
+#include "prefetch.h"
 #include "stats.h"
 
 NBDKIT_DLL_PUBLIC int cacheextents_debug_cache = 0;
@@ -403,6 +404,7 @@ scope_reset_locked (struct scope *s, uint64_t size)
   set_density_locked (s, FIRST_BYTES_PER_EXTENT);
   s->calibrated = false;
   s->pf_cursor = s->pf_horizon = s->pf_ahead = s->pf_last = 0;
+  s->pf_front = 0;
   return 0;
 }
 
@@ -890,7 +892,10 @@ adapt_window_locked (struct scope *s, uint64_t start,
   uint64_t covered = last.offset + last.length - start;
 
   set_density_locked (s, covered / n);
-  s->calibrated = true;
+  if (!s->calibrated) {
+    s->calibrated = true;
+    prefetch_calibrated_locked (s);
+  }
 }
 
 static void
@@ -1018,15 +1023,16 @@ write_after_locked (uint64_t offset, struct cache_range *r)
  */
 uint64_t
 cache_next_unknown_locked (struct scope *s, uint64_t offset,
-                           uint64_t *write_start)
+                           uint64_t limit, uint64_t *write_start)
 {
   const struct flight *f;
   struct cache_range w = { 0, 0 };
   bool ahead = false;           /* w is the next write after offset */
 
-  while (offset < s->size) {
-    offset = map_next_gap (s->map, offset, s->size);
-    if (offset >= s->size)
+  limit = CE_MIN (limit, s->size);
+  while (offset < limit) {
+    offset = map_next_gap (s->map, offset, limit);
+    if (offset >= limit)
       break;
     if ((f = flight_covering_locked (s, offset)) != NULL) {
       offset = f->end;
@@ -1039,7 +1045,18 @@ cache_next_unknown_locked (struct scope *s, uint64_t offset,
     ahead = false;
   }
   *write_start = ahead ? w.offset : UINT64_MAX;
-  return CE_MIN (offset, s->size);
+  return CE_MIN (offset, limit);
+}
+
+bool
+cache_unknown_at_locked (const struct scope *s, uint64_t offset)
+{
+  struct cache_range w;
+
+  return offset < s->size &&
+    map_next_gap (s->map, offset, offset + 1) == offset &&
+    flight_covering_locked (s, offset) == NULL &&
+    !(write_after_locked (offset, &w) && w.offset <= offset);
 }
 
 /* The client path. */
@@ -1080,6 +1097,13 @@ cache_window_end_locked (const struct scope *s, uint32_t count,
   uint64_t room = INFLIGHT_CALLS * answer_budget ();
 
   len = CE_MIN (len, s->window_cap);
+  /* Fast start: until an answer has told the export's density, a miss
+   * also fetches the window after its own, in the same call (prefetch
+   * waits for that answer, see parallel () in prefetch.c).  Two
+   * windows sized for the densest disk stay well inside the room.
+   */
+  if (!s->calibrated)
+    len = CE_MIN (2 * len, (uint64_t) CACHE_MAX_COUNT);
   /* What the answers in flight leave room for, but always some. */
   room = room > inflight_extents ? room - inflight_extents : 0;
   if (room < len / s->bytes_per_extent)

@@ -92,6 +92,8 @@ struct scope {
   unsigned pf_running;          /* prefetch calls in flight */
   unsigned pf_draining;         /* prefetch_disown calls waiting */
   uint64_t pf_cursor;           /* where to look for the next window */
+  uint64_t pf_front;            /* where it was before going back to a
+                                 * gap (prefetch_note), or 0 */
   uint64_t pf_horizon;          /* read ahead up to here, no further */
   uint64_t pf_ahead;            /* how far past a request to read ahead */
   uint64_t pf_last;             /* offset of the latest client request */
@@ -200,14 +202,21 @@ extern int cache_fetch_locked (struct scope *s, nbdkit_next *next,
                                uint64_t start, uint64_t end, bool prefetch,
                                struct nbdkit_extents **answer, int *err);
 
+/* Is the byte at offset neither known nor being fetched, nor covered
+ * by a write or flush in flight?  O(log n) plus the flights of s and
+ * the writes in flight.  Lock held.
+ */
+extern bool cache_unknown_at_locked (const struct scope *s, uint64_t offset);
+
 /* For the prefetch worker: the first unknown byte at or after offset
- * (below the export end) that no flight is already fetching and no
- * write or flush in flight covers, or the export size if there is
- * none.  *write_start is set to where the first write or flush in
+ * and below limit (at most the export end) that no flight is already
+ * fetching and no write or flush in flight covers, or limit if there
+ * is none.  *write_start is set to where the first write or flush in
  * flight after that byte starts (UINT64_MAX if none): a prefetch call
  * ends there, so that rule S keeps all of its answer.  Lock held.
  */
 extern uint64_t cache_next_unknown_locked (struct scope *s, uint64_t offset,
+                                           uint64_t limit,
                                            uint64_t *write_start);
 
 /* Bytes of memory counted against cacheextents-max-size: every map's

@@ -29,7 +29,7 @@
 #define DEFAULT_MAX_SIZE (UINT64_C (64) << 20)
 #define DEFAULT_GRANULARITY (UINT64_C (2) << 20)
 #define MAX_GRANULARITY (UINT64_C (1) << 30)
-#define DEFAULT_PREFETCH_THREADS 8
+#define DEFAULT_PREFETCH_THREADS 16
 #define DEFAULT_PREFETCH_CONTEXTS 8
 #define MIN_WINDOW 512
 #define MAX_WINDOW (UINT64_C (1) << 62)
@@ -230,7 +230,7 @@ cacheextents_config (nbdkit_next_config *next, nbdkit_backend *nxdata,
   "cacheextents-prefetch=BOOL      Fill the map in the background " \
   "(default true).\n" \
   "cacheextents-prefetch-threads=N Prefetch workers, one pool for all " \
-  "(default 8).\n" \
+  "(default 16).\n" \
   "cacheextents-prefetch-contexts=N Prefetch's own plugin contexts per " \
   "shared map,\n" \
   "                                nbdkit >= 1.43.9 (default 8).\n" \

@@ -8,20 +8,35 @@
  *   cursor    where the next window is looked for.  It only moves
  *             forward as windows are claimed, except that a client
  *             request outside [cursor - H, cursor + H] (a jump) moves
- *             it to the end of that request's own window.
+ *             it to the end of that request's own window, and one
+ *             behind it with a gap just after it (gap_behind_locked)
+ *             moves it back to that gap.
+ *   front     where the cursor was before it went back to a gap: the
+ *             workers fetch on from the gap while what follows is
+ *             unknown, then go back to the front (one point lookup),
+ *             so no step walks the known extents in between.
  *   horizon   the first byte not to prefetch: the end of the latest
  *             client request plus 'ahead'.  Only clients move it, so
  *             an idle client gets at most 'ahead' bytes read ahead of
  *             it.
  *   ahead     one call's worth after the first request or a jump, and
  *             H from the next request that moves forward: a client
- *             that asks once costs one prefetch call, a client that
+ *             that asks once costs one prefetch call (on its first
+ *             request, the second window of its own call), a client that
  *             walks the disk has H in flight before it from its second
  *             request on (doubling instead, as readahead does, cost a
  *             round trip per doubling on a fast client).
  *   H         HORIZON_WINDOWS times the scope's current call size
  *             (which the export's density sets, cache.c), so that on
- *             a dense disk the read-ahead is short in bytes.
+ *             a dense disk the read-ahead is short in bytes.  With as
+ *             many workers, one round trip after the first answer
+ *             fetches all of H.
+ *
+ * Fast start: while the density is unknown the workers wait (parallel
+ * is 0) and the client's first miss fetches the window after its own
+ * in the same call (cache_window_end_locked); the answer that tells
+ * the density posts the scope (prefetch_calibrated_locked).  A pass
+ * then costs ceil (size / window) + 1 calls, as without a fast start.
  *
  * The ready queue holds each scope at most once.  A worker pops a
  * scope, finds the next unknown byte at or after the cursor that no
@@ -39,7 +54,9 @@
  * the number of connections; a scope is not fetched for while the maps
  * use 7/8 of the memory bound or more (a prefetch store never evicts),
  * nor while the answers in flight are at their bound (the worker then
- * waits for a flight to finish).  A failed call is
+ * waits for a flight to finish); a call that the room left would cut
+ * short waits for one of the scope's own calls to end instead of going
+ * out small.  A failed call is
  * logged (debug) and stops read-ahead for the scope until a client
  * asks again; clients never see it.
  */
@@ -60,7 +77,7 @@
 NBDKIT_DLL_PUBLIC int cacheextents_debug_prefetch = 0;
 
 /* Read ahead this many of the scope's calls past the clients. */
-#define HORIZON_WINDOWS 8
+#define HORIZON_WINDOWS 16
 
 /* The pool.  All protected by cache_lock. */
 static pthread_t threads[PREFETCH_MAX_THREADS];
@@ -74,10 +91,19 @@ static struct scope *queue_head, *queue_tail;
  */
 static pthread_cond_t pool_cond = PTHREAD_COND_INITIALIZER;
 
+/* The length of one prefetch call on s (before clamping to the end or
+ * to the room in flight).
+ */
+static uint64_t
+call_bytes (const struct scope *s)
+{
+  return CE_MIN (cache_config.window, s->window_cap);
+}
+
 static uint64_t
 horizon_bytes (const struct scope *s)
 {
-  return HORIZON_WINDOWS * s->window_cap;
+  return HORIZON_WINDOWS * call_bytes (s);
 }
 
 static void
@@ -119,16 +145,17 @@ has_work_locked (const struct scope *s)
 }
 
 /* How many prefetch calls a scope may have in flight at once.  Until
- * an answer has told the export's density, calls are sized for the
- * densest disk (cache.c), so only one goes ahead of the client's first
- * miss: more small calls would only add round trips, and on a backend
- * that serves one call at a time they queue in front of the client.
+ * an answer has told the export's density, none: calls would be sized
+ * for the densest disk (cache.c), so the client's first miss fetches
+ * the window after its own in the same call instead.  A separate call
+ * would cost one more call per pass on a sparse disk, and on a backend
+ * that serves one call at a time it would queue beside the client's.
  */
 static unsigned
 parallel (const struct scope *s)
 {
   if (!s->calibrated)
-    return 1;
+    return 0;
   return s->pf_nown ? CE_MIN (s->pf_nown, nthreads) : nthreads;
 }
 
@@ -147,12 +174,26 @@ step_locked (struct scope *s)
   if (next == NULL || s->pf_running >= parallel (s) ||
       cache_bytes_locked () >= cache_config.max_size / 8 * 7)
     return false;
-  start = cache_next_unknown_locked (s, s->pf_cursor, &write_start);
+  /* Gone back to a gap (prefetch_note): fetch on from there only while
+   * what follows is unknown, then back to the front, so that no step
+   * walks the known extents in between.
+   */
+  if (s->pf_cursor < s->pf_front &&
+      !cache_unknown_at_locked (s, s->pf_cursor))
+    s->pf_cursor = s->pf_front;
+  start = cache_next_unknown_locked (s, s->pf_cursor, limit, &write_start);
   if (start >= limit) {
     s->pf_cursor = CE_MAX (s->pf_cursor, limit);
     return false;
   }
-  end = CE_MIN (cache_window_end_locked (s, 0, start), write_start);
+  end = cache_window_end_locked (s, 0, start);
+  /* Cut short for want of room in flight: rather than a small call
+   * (a round trip for little), wait for one of the scope's own calls to
+   * end; it posts the scope again.
+   */
+  if (s->pf_running > 0 && end < CE_MIN (start + call_bytes (s), s->size))
+    return false;
+  end = CE_MIN (end, write_start);
   s->pf_cursor = end;
   s->pf_running++;
   if (s->pf_nown > 0) {
@@ -243,11 +284,31 @@ pool_start_locked (void)
   return true;
 }
 
+/* A request [offset, offset+count) behind the cursor: the first byte
+ * after what it reads (or, if it misses, after the window its miss
+ * will fetch) if nothing knows or is fetching that byte; else
+ * UINT64_MAX.  Such a gap behind the cursor is a client that went back
+ * (by less than the horizon), or answers that were not stored (rule S,
+ * the bound on what one answer stores): the cursor only moves forward
+ * otherwise, so prefetch would never come back for it.  O(log n).
+ */
+static uint64_t
+gap_behind_locked (struct scope *s, uint32_t count, uint64_t offset)
+{
+  uint64_t after = offset + count;
+
+  if (offset >= s->pf_cursor)
+    return UINT64_MAX;
+  if (cache_unknown_at_locked (s, offset))
+    after = cache_window_end_locked (s, count, offset);
+  return cache_unknown_at_locked (s, after) ? after : UINT64_MAX;
+}
+
 void
 prefetch_note (struct scope *s, const void *owner, nbdkit_next *next,
                uint32_t count, uint64_t offset)
 {
-  uint64_t end = offset + count, h;
+  uint64_t end = offset + count, h, back;
   CE_LOCK_FOR_SCOPE (&cache_lock);
 
   if (!cache_config.prefetch || !pool_start_locked ())
@@ -260,13 +321,23 @@ prefetch_note (struct scope *s, const void *owner, nbdkit_next *next,
     s->pf_ctx = next;
   }
   h = horizon_bytes (s);
+  back = gap_behind_locked (s, count, offset);
   /* A jump (or the first request): start after the window this
-   * request's miss will fetch, with one call's worth read ahead, and
-   * forget how far ahead the old position was read.
+   * request's miss will fetch, or at the gap just after the request
+   * if it went back, with one call's worth read ahead, and forget how
+   * far ahead the old position was read.
    */
-  if (s->pf_ahead == 0 || end + h < s->pf_cursor || s->pf_cursor + h < offset) {
-    s->pf_cursor = cache_window_end_locked (s, count, offset);
-    s->pf_ahead = s->window_cap;
+  if (s->pf_ahead == 0 || back < s->pf_cursor ||
+      end + h < s->pf_cursor || s->pf_cursor + h < offset) {
+    if (back < s->pf_cursor) {
+      s->pf_front = CE_MAX (s->pf_front, s->pf_cursor);
+      s->pf_cursor = back;
+    }
+    else {
+      s->pf_front = 0;
+      s->pf_cursor = cache_window_end_locked (s, count, offset);
+    }
+    s->pf_ahead = call_bytes (s);
     s->pf_horizon = CE_MIN (end + s->pf_ahead, s->size);
   }
   else if (offset > s->pf_last)
@@ -276,6 +347,17 @@ prefetch_note (struct scope *s, const void *owner, nbdkit_next *next,
   s->pf_horizon = CE_MAX (s->pf_horizon,
                           CE_MIN (end + s->pf_ahead, s->size));
   if (has_work_locked (s) && s->pf_running < parallel (s))
+    post_locked (s);
+}
+
+void
+prefetch_calibrated_locked (struct scope *s)
+{
+  /* The pool may have stopped since this scope's first request, when
+   * there was nothing to post (its last connection but one left).
+   */
+  if (has_work_locked (s) && s->pf_running < parallel (s) &&
+      pool_start_locked ())
     post_locked (s);
 }
 
@@ -402,6 +484,11 @@ prefetch_connection (bool open)
       return;
     }
     last = --connections == 0 && nthreads > 0 && !pool_stop;
+    /* Stopping from here on: a connection that opens and closes
+     * before the join must not join the same threads again.
+     */
+    if (last)
+      pool_stop = true;
   }
   /* No connection, no prefetch: no thread stays behind idle.  Every
    * owner has let go of its scopes (prefetch_disown), so no worker is

@@ -61,6 +61,11 @@ extern void prefetch_note (struct scope *s, const void *owner,
                            nbdkit_next *next,
                            uint32_t count, uint64_t offset);
 
+/* An answer has just told s's density for the first time: start the
+ * read-ahead its first request set up (cache_lock held).
+ */
+extern void prefetch_calibrated_locked (struct scope *s);
+
 /* The connection 'owner' is going away: if it owns s's prefetch, stop
  * using its context and wait for calls through it to finish.
  */

@@ -77,7 +77,7 @@ done
 # --help: every key with its default.
 nbdkit --filter="$FILTER" null --help >"$tmp/help" 2>&1
 for kv in window=4G max-size=64M granularity=2M scope=auto prefetch=true \
-          prefetch-threads=8 prefetch-contexts=8 statsfile=none; do
+          prefetch-threads=16 prefetch-contexts=8 statsfile=none; do
   key=cacheextents-${kv%%=*} def=${kv#*=}
   # The key's line, and the next one when the description wraps.
   if grep -A1 -- "^$key=" "$tmp/help" | grep -q -F "(default $def)"; then

@@ -8,7 +8,7 @@
 #   2. many connections: 100 connections with private maps (multi-conn
 #      hidden), one block status each, cost at most 3 backend calls per
 #      connection, and nbdkit has at most 64 more threads than without
-#      the filter (one pool of 8 workers whatever the connections; the
+#      the filter (one pool of 16 workers whatever the connections; the
 #      old design had 8 per connection: 800 more);
 #   3. a slow write (2 s) in flight while a client walks the disk with
 #      a 1M window: calls during the write stay within the walk's own
@@ -23,7 +23,13 @@
 #   6. a stack that serializes requests: prefetch is off and nbdkit
 #      says so once, without -v;
 #   7. a request far out, then one at 0: the jump back costs a call or
-#      two, not a scan up to the first request.
+#      two, not a scan up to the first request; and prefetch follows
+#      it: a walk from 0 in steps of 2G then misses at most twice,
+#      even when the jump back is shorter than the horizon (64 GiB);
+#   8. one full pass over a sparse 16G disk (4G window, 20 ms per
+#      extents call) costs at most ceil(16G / 4G) + 1 calls per client
+#      connection: qemu-img map and nbdinfo --map 5, nbdcopy (4
+#      connections) 8.  The fast start must not add a call.
 . "$(dirname "$0")/functions.sh"
 requires_python_nbd
 requires nbdcopy qemu-img nbdinfo
@@ -204,3 +210,40 @@ rm -f "$log"
 timeout 60 nbdkit -U - --filter="$FILTER" --filter=log memory 64G \
   logfile="$log" --run "$py $tmp/jump.py"
 
+cat > "$tmp/jump-walk.py" <<'PY'
+from cetest import *
+G = 1 << 30
+h = conn()
+bs(h, 60 * G, 65536)
+time.sleep(1)
+for off in range(0, 21 * G, 2 * G):
+    bs(h, off, 65536)
+PY
+rm -f "$tmp/stats"
+timeout 60 nbdkit -U - --filter="$FILTER" --filter=delay memory 64G \
+  delay-extents=50ms cacheextents-statsfile="$tmp/stats" \
+  --run "$py $tmp/jump-walk.py"
+cat "$tmp/stats"
+misses=$(sed -n 's/.* misses=\([0-9]*\) .*/\1/p' "$tmp/stats")
+echo "client misses for the walk after the jump back: $((misses - 1))"
+[ "$((misses - 1))" -le 2 ] ||
+  { echo "FAIL: prefetch did not follow the jump back"; exit 1; }
+
+
+echo "== 8. one full pass"
+full_pass ()
+{
+  local most=$1 client=$2 n
+  rm -f "$log"
+  timeout 60 nbdkit -U - -r --filter="$FILTER" --filter=log --filter=delay \
+    sparse-random 16G seed=5 percent=5 runlength=2097152 \
+    delay-extents=20ms logfile="$log" --run "$client"
+  n=$(backend_calls)
+  echo "$client: $n backend calls"
+  [ "$n" -le "$most" ] ||
+    { echo "FAIL: $client: $n backend calls (most $most)"; exit 1; }
+}
+full_pass 5 'qemu-img map --output=json "$uri" >/dev/null'
+full_pass 5 'nbdinfo --map "$uri" >/dev/null'
+full_pass 8 'nbdcopy "$uri" null:'
+echo "ok: a full pass costs at most one call per client over size / window"
