@@ -288,9 +288,11 @@ pool_start_locked (void)
  * after what it reads (or, if it misses, after the window its miss
  * will fetch) if nothing knows or is fetching that byte; else
  * UINT64_MAX.  Such a gap behind the cursor is a client that went back
- * (by less than the horizon), or answers that were not stored (rule S,
- * the bound on what one answer stores): the cursor only moves forward
- * otherwise, so prefetch would never come back for it.  O(log n).
+ * (however far: the front is kept, unlike on a jump forward), or
+ * answers that were not stored (rule S, the bound on what one answer
+ * stores, eviction): the cursor only moves forward otherwise, so
+ * prefetch would never come back for it.  O(log n) plus the flights
+ * and the writes in flight.
  */
 static uint64_t
 gap_behind_locked (struct scope *s, uint32_t count, uint64_t offset)
