@@ -30,6 +30,7 @@ set -eu -o pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 . "$top/bench/lib.sh"
+. "$top/tests/copy-exports.sh"
 csv=${1:?usage: $0 CSV}
 runs=${BENCH_RUNS:-3}
 stacks=${BENCH_STACKS:-none bundled ours}
@@ -161,24 +162,14 @@ for s in "${names[@]}"; do
 done
 
 log "copy between two exports"
-mkdir "$tmp/dir"
-truncate -s 1G "$tmp/dir/a"
-for i in 0 1 2 3 4 5 6 7; do
-  dd if=/dev/urandom of="$tmp/dir/a" bs=1M count=1 seek=$((i * 100)) \
-     conv=notrunc status=none
-done
+copy_fixture "$tmp/dir"
 for tool in nbdcopy convert; do
   for s in "${names[@]}"; do
     rm -f "$tmp/log" "$tmp/dir/b"
     truncate -s 1G "$tmp/dir/b"
     t0=$(date +%s.%N)
-    run "$s" --filter=log file dir="$tmp/dir" logfile="$tmp/log" --run "
-      a=\"nbd+unix:///a?socket=\$unixsocket\"
-      b=\"nbd+unix:///b?socket=\$unixsocket\"
-      case $tool in
-        nbdcopy) nbdcopy \"\$a\" \"\$b\" ;;
-        convert) qemu-img convert -n -W -O raw \"\$a\" \"\$b\" ;;
-      esac"
+    run "$s" --filter=log file dir="$tmp/dir" logfile="$tmp/log" \
+      --run "$(copy_client "$tool")"
     t1=$(date +%s.%N)
     cmp "$tmp/dir/a" "$tmp/dir/b"
     out["copy-$tool|$s"]="$(calls "$tmp/log") $(awk -v a="$t0" -v b="$t1" \

@@ -116,6 +116,13 @@ filter_has_param ()
   nbdkit --filter="$FILTER" null --help 2>/dev/null | grep -q -- "^$1="
 }
 
+# stats_value KEY FILE: N of each 'KEY=N' in the summary line(s) that
+# cacheextents-statsfile=FILE wrote ('... hits=10 misses=2 ...').
+stats_value ()
+{
+  sed -n "s/.* $1=\([0-9]*\).*/\1/p" "$2"
+}
+
 # backend_calls [LOGFILE]: extents calls the log filter has seen so
 # far.  Call lines look like 'connection=1 Extents id=2 offset=...'
 # and their returns like '...Extents id=2 ... return=0'.

@@ -174,8 +174,8 @@ if [ "$extents" -lt 2000000 ]; then
   exit 1
 fi
 echo "ok: the disk has $extents extents"
-evictions=$(sed -n 's/.* evictions=\([0-9]*\).*/\1/p' "$tmp/bounded.stats")
-hits=$(sed -n 's/.* hits=\([0-9]*\).*/\1/p' "$tmp/bounded.stats")
+evictions=$(stats_value evictions "$tmp/bounded.stats")
+hits=$(stats_value hits "$tmp/bounded.stats")
 if [ "${evictions:-0}" -eq 0 ] || [ "${hits:-0}" -eq 0 ]; then
   echo "FAIL: expected evictions > 0 and hits > 0 in the stats"
   exit 1

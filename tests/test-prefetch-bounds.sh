@@ -31,6 +31,7 @@
 #      connection: qemu-img map and nbdinfo --map 5, nbdcopy (4
 #      connections) 8.  The fast start must not add a call.
 . "$(dirname "$0")/functions.sh"
+. "$(dirname "$0")/copy-exports.sh"
 requires_python_nbd
 requires nbdcopy qemu-img nbdinfo
 requires_nbdkit_plugin memory
@@ -121,12 +122,7 @@ timeout 60 nbdkit -U - --filter="$FILTER" --filter=delay --filter=log \
   --run "$py $tmp/slow.py"
 
 echo "== 4. copy between two exports"
-mkdir "$tmp/dir"
-truncate -s 1G "$tmp/dir/a"
-for i in 0 1 2 3 4 5 6 7; do
-  dd if=/dev/urandom of="$tmp/dir/a" bs=1M count=1 seek=$((i * 100)) \
-     conv=notrunc status=none
-done
+copy_fixture "$tmp/dir"
 copy ()
 {
   local tool=$1
@@ -134,13 +130,7 @@ copy ()
   rm -f "$log" "$tmp/dir/b"
   truncate -s 1G "$tmp/dir/b"
   timeout 120 nbdkit -U - "$@" --filter=log file dir="$tmp/dir" \
-    logfile="$log" --run "
-      a=\"nbd+unix:///a?socket=\$unixsocket\"
-      b=\"nbd+unix:///b?socket=\$unixsocket\"
-      case $tool in
-        nbdcopy) nbdcopy \"\$a\" \"\$b\" ;;
-        convert) qemu-img convert -n -W -O raw \"\$a\" \"\$b\" ;;
-      esac"
+    logfile="$log" --run "$(copy_client "$tool")"
   cmp "$tmp/dir/a" "$tmp/dir/b"
   backend_calls
 }
@@ -224,7 +214,7 @@ timeout 60 nbdkit -U - --filter="$FILTER" --filter=delay memory 64G \
   delay-extents=50ms cacheextents-statsfile="$tmp/stats" \
   --run "$py $tmp/jump-walk.py"
 cat "$tmp/stats"
-misses=$(sed -n 's/.* misses=\([0-9]*\) .*/\1/p' "$tmp/stats")
+misses=$(stats_value misses "$tmp/stats")
 echo "client misses for the walk after the jump back: $((misses - 1))"
 [ "$((misses - 1))" -le 2 ] ||
   { echo "FAIL: prefetch did not follow the jump back"; exit 1; }

@@ -163,7 +163,7 @@ with_truth sparse-random size=4G seed=8 percent=50 runlength=262144 -- \
   --filter=delay delay-extents=200ms -- b.py
 cat "$tmp/b.stats"
 assert_eq "client misses (the first request and the jump; none in the walk)" \
-  2 "$(sed -n 's/.* misses=\([0-9]*\) .*/\1/p' "$tmp/b.stats")"
+  2 "$(stats_value misses "$tmp/b.stats")"
 
 # C.
 cat > "$tmp/c.py" <<'PY'

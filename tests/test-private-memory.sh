@@ -72,6 +72,6 @@ if [ "$with" -gt "$limit" ]; then
 fi
 echo "ok: peak RSS within max-size + 24 MiB of the run without the filter"
 cat "$tmp/stats"
-evictions=$(sed -n 's/.*evictions=\([0-9]*\).*/\1/p' "$tmp/stats")
+evictions=$(stats_value evictions "$tmp/stats")
 [ "${evictions:-0}" -gt 0 ] || { echo "FAIL: no evictions"; exit 1; }
 echo "ok: $evictions evictions"
