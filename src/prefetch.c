@@ -135,15 +135,6 @@ pop_locked (void)
   return s;
 }
 
-/* Is there anything to prefetch below the horizon?  Cheap test: the
- * worker does the real search.
- */
-static bool
-has_work_locked (const struct scope *s)
-{
-  return s->pf_ctx && s->pf_cursor < CE_MIN (s->pf_horizon, s->size);
-}
-
 /* How many prefetch calls a scope may have in flight at once.  Until
  * an answer has told the export's density, none: calls would be sized
  * for the densest disk (cache.c), so the client's first miss fetches
@@ -157,6 +148,17 @@ parallel (const struct scope *s)
   if (!s->calibrated)
     return 0;
   return s->pf_nown ? CE_MIN (s->pf_nown, nthreads) : nthreads;
+}
+
+/* Should s be posted for a worker: is there anything to prefetch below
+ * the horizon, and room for one more of its calls?  Cheap test: the
+ * worker does the real search.
+ */
+static bool
+wants_worker_locked (const struct scope *s)
+{
+  return s->pf_ctx && s->pf_running < parallel (s) &&
+    s->pf_cursor < CE_MIN (s->pf_horizon, s->size);
 }
 
 /* One step of a worker on scope s: claim and fetch one window.
@@ -202,7 +204,7 @@ step_locked (struct scope *s)
     s->pf_own_busy |= 1u << own;
     next = s->pf_own[own];
   }
-  if (s->pf_running < parallel (s) && has_work_locked (s))
+  if (wants_worker_locked (s))
     post_locked (s);
 
   stats_count (NULL, STATS_PREFETCH_CALLS, 1);
@@ -220,7 +222,7 @@ step_locked (struct scope *s)
   s->pf_running--;
   /* prefetch_disown may be waiting for this call. */
   pthread_cond_broadcast (&cache_cond);
-  if (s->pf_running < parallel (s) && has_work_locked (s))
+  if (wants_worker_locked (s))
     post_locked (s);
   return true;
 }
@@ -348,7 +350,7 @@ prefetch_note (struct scope *s, const void *owner, nbdkit_next *next,
   s->pf_cursor = CE_MAX (s->pf_cursor, offset);
   s->pf_horizon = CE_MAX (s->pf_horizon,
                           CE_MIN (end + s->pf_ahead, s->size));
-  if (has_work_locked (s) && s->pf_running < parallel (s))
+  if (wants_worker_locked (s))
     post_locked (s);
 }
 
@@ -358,8 +360,7 @@ prefetch_calibrated_locked (struct scope *s)
   /* The pool may have stopped since this scope's first request, when
    * there was nothing to post (its last connection but one left).
    */
-  if (has_work_locked (s) && s->pf_running < parallel (s) &&
-      pool_start_locked ())
+  if (wants_worker_locked (s) && pool_start_locked ())
     post_locked (s);
 }
 
