@@ -223,7 +223,8 @@ static void
 scope_free (struct scope *s)
 {
   /* Prefetch lets go of a scope before its last connection leaves. */
-  assert (!s->pf_queued && s->pf_running == 0 && s->pf_nown == 0);
+  assert (!s->pf_queued && !s->pf_parked && s->pf_running == 0 &&
+          s->pf_nown == 0);
   scope_bytes -= scope_cost (s);
   map_free (s->map);
   free (s->exportname);
@@ -286,6 +287,7 @@ cache_free (void)
 
     list_unlink (&scopes, NULL, s);
     s->pf_queued = false;
+    s->pf_parked = false;
     s->pf_running = 0;
     s->pf_nown = 0;
     scope_free (s);
@@ -923,7 +925,7 @@ cache_inflight_full_locked (void)
 }
 
 int
-cache_fetch_locked (struct scope *s, nbdkit_next *next,
+cache_fetch_locked (struct scope *s, nbdkit_next *next, struct gate *g,
                     uint64_t start, uint64_t end, bool prefetch,
                     struct nbdkit_extents **answer, int *err)
 {
@@ -953,7 +955,11 @@ cache_fetch_locked (struct scope *s, nbdkit_next *next,
   if (ext == NULL)
     *err = errno;
   else {
+    if (g)
+      gate_enter (g);
     r = next->extents (next, end - start, start, 0, ext, err);
+    if (g)
+      gate_leave (g);
     if (r == 0 && nbdkit_extents_count (ext) == 0) {
       nbdkit_error ("cacheextents: the backend returned no extents "
                     "at offset %" PRIu64, start);
@@ -1115,7 +1121,7 @@ cache_window_end_locked (const struct scope *s, uint32_t count,
 }
 
 int
-cache_extents (struct scope *s, nbdkit_next *next,
+cache_extents (struct scope *s, nbdkit_next *next, struct gate *g,
                uint32_t count, uint64_t offset, uint32_t flags,
                struct nbdkit_extents *extents,
                struct stats *conn_stats, int *err)
@@ -1165,7 +1171,7 @@ cache_extents (struct scope *s, nbdkit_next *next,
                   offset, count, end - offset);
   stats_count (conn_stats, STATS_MISSES, 1);
   stats_count (conn_stats, STATS_BACKEND_CALLS, 1);
-  r = cache_fetch_locked (s, next, offset, end, false, &answer, err);
+  r = cache_fetch_locked (s, next, g, offset, end, false, &answer, err);
   pthread_mutex_unlock (&cache_lock);
   if (r == -1)
     return -1;

@@ -43,17 +43,21 @@
 #include <nbdkit-filter.h>
 #include <nbdkit-version.h>
 
+#include "gate.h"
 #include "stats.h"
 
+#define CE_NBDKIT_AT_LEAST(major, minor, micro)                         \
+  (NBDKIT_VERSION_MAJOR > (major) ||                                    \
+   (NBDKIT_VERSION_MAJOR == (major) &&                                  \
+    (NBDKIT_VERSION_MINOR > (minor) ||                                  \
+     (NBDKIT_VERSION_MINOR == (minor) && NBDKIT_VERSION_MICRO >= (micro)))))
+
 /* Since nbdkit 1.43.9 a context a filter opens itself (shared) knows
- * its own export name, so prefetch can have contexts of its own.
+ * its own export name, so prefetch can have contexts of its own; and
+ * a filter's .thread_model is told the model of the layers below it.
  */
-#if NBDKIT_VERSION_MAJOR > 1 || NBDKIT_VERSION_MINOR > 43 || \
-  (NBDKIT_VERSION_MINOR == 43 && NBDKIT_VERSION_MICRO >= 9)
-#define CACHE_OWN_CONTEXTS 1
-#else
-#define CACHE_OWN_CONTEXTS 0
-#endif
+#define CACHE_OWN_CONTEXTS CE_NBDKIT_AT_LEAST (1, 43, 9)
+#define CACHE_BELOW_MODEL CE_NBDKIT_AT_LEAST (1, 43, 9)
 #define CACHE_MAX_CONTEXTS 16
 
 enum scope_mode { SCOPE_AUTO, SCOPE_EXPORT, SCOPE_CONNECTION };
@@ -67,6 +71,10 @@ struct cache_config {
   bool prefetch;
   unsigned prefetch_threads;     /* the pool's workers */
   unsigned prefetch_contexts;    /* own contexts per shared scope */
+  /* The layers below are not parallel (set in .get_ready): every call
+   * through a client's context passes that connection's gate (gate.h).
+   */
+  bool gated;
 };
 extern struct cache_config cache_config;
 
@@ -85,10 +93,12 @@ struct scope {
   struct map *map;
   struct flight *flights;       /* backend calls in flight for this scope */
   /* Prefetch (see prefetch.h). */
-  struct scope *pf_qprev, *pf_qnext; /* on the ready queue */
+  struct scope *pf_qprev, *pf_qnext; /* on the ready or parked queue */
   bool pf_queued;               /* on the ready queue */
+  bool pf_parked;               /* on the parked queue: waits for pf_gate */
   const void *pf_owner;         /* connection whose context it uses */
   nbdkit_next *pf_ctx;          /* that context, or NULL: no prefetch */
+  struct gate *pf_gate;         /* that connection's gate, if gated */
   unsigned pf_running;          /* prefetch calls in flight */
   unsigned pf_draining;         /* prefetch_disown calls waiting */
   uint64_t pf_cursor;           /* where to look for the next window */
@@ -168,9 +178,11 @@ extern struct scope *cache_scope_attach (const char *exportname, int is_tls,
  */
 extern void cache_scope_detach (struct scope *s);
 
-/* The .extents path. */
+/* The .extents path.  g: the connection's gate, or NULL if not gated;
+ * only a miss passes it.
+ */
 extern int cache_extents (struct scope *s, nbdkit_next *next,
-                          uint32_t count, uint64_t offset, uint32_t flags,
+                          struct gate *g, uint32_t count, uint64_t offset, uint32_t flags,
                           struct nbdkit_extents *extents,
                           struct stats *conn_stats, int *err);
 
@@ -196,10 +208,12 @@ extern void cache_flush_end (struct cache_flush *fl, struct cache_dirty *d,
  * around the backend call.  Fetches [start, end) from 'next' as a
  * flight, stores what may be stored (a prefetch store never evicts),
  * and returns 0 or -1 with *err set.  On success the answer is left
- * in *answer if answer is non-NULL (the caller frees it).
+ * in *answer if answer is non-NULL (the caller frees it).  g, if not
+ * NULL, is the gate the call must pass (gate_enter, without the lock);
+ * prefetch, which only tries gates, takes it itself and passes NULL.
  */
 extern int cache_fetch_locked (struct scope *s, nbdkit_next *next,
-                               uint64_t start, uint64_t end, bool prefetch,
+                               struct gate *g, uint64_t start, uint64_t end, bool prefetch,
                                struct nbdkit_extents **answer, int *err);
 
 /* Is the byte at offset neither known nor being fetched, nor covered

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -19,6 +20,7 @@
 
 #include "cache.h"
 #include "common.h"
+#include "gate.h"
 #include "map.h"
 #include "params.h"
 #include "prefetch.h"
@@ -36,11 +38,14 @@
 #define MIN_MAX_SIZE 4096
 
 static char *statsfile;
+/* The thread model of the layers below, where nbdkit tells it. */
+static int below_model = -1;
 
 struct handle {
   char *exportname;
   int is_tls;
   struct scope *scope;          /* NULL until .prepare succeeds */
+  struct gate gate;             /* calls through this context (gate.h) */
   struct cache_dirty dirty;     /* registered while scope is set */
 #if CACHE_OWN_CONTEXTS
   nbdkit_backend *backend;      /* for prefetch's own contexts */
@@ -267,24 +272,78 @@ cacheextents_config_complete (nbdkit_next_config_complete *next,
   return next (nxdata);
 }
 
+#if CACHE_BELOW_MODEL
+/* The filter itself is parallel; what the layers below allow decides
+ * how prefetch may call them (.get_ready).
+ */
+static int
+cacheextents_thread_model (int next_thread_model)
+{
+  below_model = next_thread_model;
+  return NBDKIT_THREAD_MODEL_PARALLEL;
+}
+#endif
+
+static const char *
+model_name (int model)
+{
+  switch (model) {
+  case NBDKIT_THREAD_MODEL_SERIALIZE_CONNECTIONS:
+    return "serialize_connections";
+  case NBDKIT_THREAD_MODEL_SERIALIZE_ALL_REQUESTS:
+    return "serialize_all_requests";
+  case NBDKIT_THREAD_MODEL_SERIALIZE_REQUESTS:
+    return "serialize_requests";
+  default:
+    return "parallel";
+  }
+}
+
+/* How prefetch may call the layers below, from their thread model
+ * (nbdkit >= 1.43.9 says it) or else the server's, which is at least
+ * as strict:
+ *
+ *   parallel             calls beside anything;
+ *   serialize_requests   one call at a time per handle: contexts of
+ *                        prefetch's own in parallel, and through a
+ *                        client's context only between its requests
+ *                        (the gate);
+ *   serialize_connections  one connection at a time, so the same
+ *                        through the client's context, but no handle
+ *                        of prefetch's own;
+ *   serialize_all_requests  one request at a time in the whole server,
+ *                        the handshakes of other connections included,
+ *                        which a filter cannot hold back: prefetch off.
+ */
 static int
 cacheextents_get_ready (int thread_model)
 {
-  /* Workers call the backend beside the clients' own requests, which
-   * only the parallel model allows.  Said without -v: the user asked
-   * for prefetch (it is on by default) and does not get it.
-   */
-  if (cache_config.prefetch && thread_model != NBDKIT_THREAD_MODEL_PARALLEL) {
-    nbdkit_error ("cacheextents: warning: prefetch is off: a plugin or "
-                  "filter of this stack serializes requests (thread "
-                  "model %s, not parallel); set cacheextents-prefetch="
-                  "false to silence this",
-                  thread_model == NBDKIT_THREAD_MODEL_SERIALIZE_REQUESTS ?
-                  "serialize_requests" :
-                  thread_model == NBDKIT_THREAD_MODEL_SERIALIZE_ALL_REQUESTS ?
-                  "serialize_all_requests" : "serialize_connections");
+  int model = below_model >= 0 ? below_model : thread_model;
+  const char *where = below_model >= 0 ? "the layers below the filter" :
+    "the layers of this server (nbdkit before 1.43.9 does not say which)";
+
+  if (!cache_config.prefetch || model == NBDKIT_THREAD_MODEL_PARALLEL)
+    return 0;
+  if (model == NBDKIT_THREAD_MODEL_SERIALIZE_ALL_REQUESTS) {
+    /* Said without -v, and not as an error: the user asked for
+     * prefetch (it is on by default) and does not get it.
+     */
+    fprintf (stderr, "nbdkit: cacheextents: prefetch is off: %s "
+             "serialize all requests (thread model %s), so no call may "
+             "run beside any other; prefetch needs them to be "
+             "serialize_requests or parallel; set cacheextents-prefetch="
+             "false to silence this\n", where, model_name (model));
     cache_config.prefetch = false;
+    return 0;
   }
+  cache_config.gated = true;
+  if (model == NBDKIT_THREAD_MODEL_SERIALIZE_CONNECTIONS)
+    cache_config.prefetch_contexts = 0;
+  nbdkit_debug ("cacheextents: %s: thread model %s: prefetch calls go "
+                "one at a time through a client's context, between its "
+                "requests%s", where, model_name (model),
+                cache_config.prefetch_contexts > 0 && CACHE_OWN_CONTEXTS ?
+                ", and in parallel through contexts of its own" : "");
   return 0;
 }
 
@@ -303,6 +362,7 @@ cacheextents_open (nbdkit_next_open *next, nbdkit_context *context,
     return NULL;
   }
   h->is_tls = is_tls;
+  gate_init (&h->gate, prefetch_gate_free);
 #if CACHE_OWN_CONTEXTS
   h->backend = nbdkit_context_get_backend (context);
   h->readonly = readonly;
@@ -366,8 +426,16 @@ cacheextents_close (void *handle)
   }
   stats_format_connection (&h->stats, line, sizeof line);
   nbdkit_debug ("cacheextents: connection: %s", line);
+  gate_destroy (&h->gate);
   free (h->exportname);
   free (h);
+}
+
+/* The connection's gate, if calls through its context must pass one. */
+static struct gate *
+gate_of (struct handle *h)
+{
+  return cache_config.gated ? &h->gate : NULL;
 }
 
 static int
@@ -379,9 +447,42 @@ cacheextents_extents (nbdkit_next *next, void *handle,
 
   if (h->scope == NULL)
     return next->extents (next, count, offset, flags, extents, err);
-  prefetch_note (h->scope, h, next, count, offset);
-  return cache_extents (h->scope, next, count, offset, flags, extents,
-                        &h->stats, err);
+  prefetch_note (h->scope, h, next, gate_of (h), count, offset);
+  return cache_extents (h->scope, next, gate_of (h), count, offset, flags,
+                        extents, &h->stats, err);
+}
+
+/* Reads and cache requests pass the gate, nothing else. */
+static int
+cacheextents_pread (nbdkit_next *next, void *handle,
+                    void *buf, uint32_t count, uint64_t offset,
+                    uint32_t flags, int *err)
+{
+  struct gate *g = gate_of (handle);
+  int r;
+
+  if (g)
+    gate_enter (g);
+  r = next->pread (next, buf, count, offset, flags, err);
+  if (g)
+    gate_leave (g);
+  return r;
+}
+
+static int
+cacheextents_cache (nbdkit_next *next, void *handle,
+                    uint32_t count, uint64_t offset, uint32_t flags,
+                    int *err)
+{
+  struct gate *g = gate_of (handle);
+  int r;
+
+  if (g)
+    gate_enter (g);
+  r = next->cache (next, count, offset, flags, err);
+  if (g)
+    gate_leave (g);
+  return r;
 }
 
 /* Writes forget what they may change, before and after (rule W in
@@ -397,12 +498,15 @@ do_write (nbdkit_next *next, struct handle *h, enum write_kind kind,
 {
   struct cache_flush fl;
   struct cache_write w;
+  struct gate *g = gate_of (h);
   bool fua = flags & NBDKIT_FLAG_FUA;
   int r = -1;
 
   if (fua)
     cache_flush_begin (&fl, &h->dirty, true);
   cache_write_begin (&w, offset, count);
+  if (g)
+    gate_enter (g);
   switch (kind) {
   case WRITE_PWRITE:
     r = next->pwrite (next, buf, count, offset, flags, err);
@@ -414,6 +518,8 @@ do_write (nbdkit_next *next, struct handle *h, enum write_kind kind,
     r = next->zero (next, count, offset, flags, err);
     break;
   }
+  if (g)
+    gate_leave (g);
   cache_write_end (&w, &h->dirty);
   stats_count_connection (&h->stats, STATS_INVALIDATIONS, 1);
   if (fua)
@@ -452,10 +558,15 @@ cacheextents_flush (nbdkit_next *next, void *handle, uint32_t flags,
 {
   struct handle *h = handle;
   struct cache_flush fl;
+  struct gate *g = gate_of (h);
   int r;
 
   cache_flush_begin (&fl, &h->dirty, false);
+  if (g)
+    gate_enter (g);
   r = next->flush (next, flags, err);
+  if (g)
+    gate_leave (g);
   cache_flush_end (&fl, &h->dirty, r == 0);
   return r;
 }
@@ -469,12 +580,17 @@ static struct nbdkit_filter filter = {
   .config            = cacheextents_config,
   .config_complete   = cacheextents_config_complete,
   .config_help       = cacheextents_config_help,
+#if CACHE_BELOW_MODEL
+  .thread_model      = cacheextents_thread_model,
+#endif
   .get_ready         = cacheextents_get_ready,
   .open              = cacheextents_open,
   .prepare           = cacheextents_prepare,
   .finalize          = cacheextents_finalize,
   .close             = cacheextents_close,
   .extents           = cacheextents_extents,
+  .pread             = cacheextents_pread,
+  .cache             = cacheextents_cache,
   .pwrite            = cacheextents_pwrite,
   .trim              = cacheextents_trim,
   .zero              = cacheextents_zero,

@@ -86,6 +86,11 @@ static bool pool_failed;                /* could not start: prefetch off */
 static bool pool_stop;
 static unsigned connections;            /* open, see prefetch_connection */
 static struct scope *queue_head, *queue_tail;
+/* Scopes whose next call waits for their gate (gate.h): a client was
+ * using it.  The client's gate_leave puts them back on the ready queue
+ * (prefetch_gate_free).
+ */
+static struct scope *parked_head, *parked_tail;
 /* Signalled when a scope is posted, a flight of a full in-flight
  * budget ends, or the pool stops.  Only the pool's workers wait on it.
  */
@@ -109,7 +114,7 @@ horizon_bytes (const struct scope *s)
 static void
 post_locked (struct scope *s)
 {
-  if (s->pf_queued)
+  if (s->pf_queued || s->pf_parked)
     return;
   s->pf_queued = true;
   CE_QUEUE_APPEND (queue_head, queue_tail, s, pf_qprev, pf_qnext);
@@ -119,10 +124,38 @@ post_locked (struct scope *s)
 static void
 unqueue_locked (struct scope *s)
 {
-  if (!s->pf_queued)
-    return;
-  CE_QUEUE_UNLINK (queue_head, queue_tail, s, pf_qprev, pf_qnext);
-  s->pf_queued = false;
+  if (s->pf_queued)
+    CE_QUEUE_UNLINK (queue_head, queue_tail, s, pf_qprev, pf_qnext);
+  if (s->pf_parked)
+    CE_QUEUE_UNLINK (parked_head, parked_tail, s, pf_qprev, pf_qnext);
+  s->pf_queued = s->pf_parked = false;
+}
+
+/* s's gate was busy: wait off the ready queue until it is let go. */
+static void
+park_locked (struct scope *s)
+{
+  unqueue_locked (s);
+  s->pf_parked = true;
+  CE_QUEUE_APPEND (parked_head, parked_tail, s, pf_qprev, pf_qnext);
+}
+
+static bool wants_worker_locked (const struct scope *s);
+
+/* Gate g was let go: post the scopes that wait for it. */
+static void
+unpark_locked (const struct gate *g)
+{
+  struct scope *s, *next;
+
+  for (s = parked_head; s; s = next) {
+    next = s->pf_qnext;
+    if (s->pf_gate != g)
+      continue;
+    unqueue_locked (s);
+    if (wants_worker_locked (s))
+      post_locked (s);
+  }
 }
 
 static struct scope *
@@ -147,7 +180,12 @@ parallel (const struct scope *s)
 {
   if (!s->calibrated)
     return 0;
-  return s->pf_nown ? CE_MIN (s->pf_nown, nthreads) : nthreads;
+  if (s->pf_nown)
+    return CE_MIN (s->pf_nown, nthreads);
+  /* Through a client's context below a layer that is not parallel:
+   * one call at a time, and only while the client makes none (gate).
+   */
+  return s->pf_gate ? 1 : nthreads;
 }
 
 /* Should s be posted for a worker: is there anything to prefetch below
@@ -170,6 +208,7 @@ step_locked (struct scope *s)
 {
   uint64_t limit = CE_MIN (s->pf_horizon, s->size), start, end, write_start;
   nbdkit_next *next = s->pf_ctx;
+  struct gate *gate = NULL;
   unsigned own = CACHE_MAX_CONTEXTS;    /* none */
   int err = 0;
 
@@ -196,6 +235,16 @@ step_locked (struct scope *s)
   if (s->pf_running > 0 && end < CE_MIN (start + call_bytes (s), s->size))
     return false;
   end = CE_MIN (end, write_start);
+  /* Through a client's context under a serializing layer: only if the
+   * client makes no call now; else wait parked until it is done.
+   */
+  if (s->pf_nown == 0 && s->pf_gate) {
+    if (!gate_try_prefetch (s->pf_gate)) {
+      park_locked (s);
+      return false;
+    }
+    gate = s->pf_gate;
+  }
   s->pf_cursor = end;
   s->pf_running++;
   if (s->pf_nown > 0) {
@@ -211,7 +260,8 @@ step_locked (struct scope *s)
   if (cacheextents_debug_prefetch)
     nbdkit_debug ("cacheextents: prefetch offset=%" PRIu64
                   " count=%" PRIu64, start, end - start);
-  if (cache_fetch_locked (s, next, start, end, true, NULL, &err) == -1) {
+  if (cache_fetch_locked (s, next, NULL, start, end, true, NULL,
+                          &err) == -1) {
     nbdkit_debug ("cacheextents: prefetch at offset %" PRIu64 " failed: "
                   "%s; stopping until a client asks again",
                   start, strerror (err));
@@ -219,6 +269,9 @@ step_locked (struct scope *s)
   }
   if (own < CACHE_MAX_CONTEXTS)
     s->pf_own_busy &= ~(1u << own);
+  /* Another scope may wait for the same gate. */
+  if (gate && gate_leave_prefetch (gate))
+    unpark_locked (gate);
   s->pf_running--;
   /* prefetch_disown may be waiting for this call. */
   pthread_cond_broadcast (&cache_cond);
@@ -310,7 +363,7 @@ gap_behind_locked (struct scope *s, uint32_t count, uint64_t offset)
 
 void
 prefetch_note (struct scope *s, const void *owner, nbdkit_next *next,
-               uint32_t count, uint64_t offset)
+               struct gate *gate, uint32_t count, uint64_t offset)
 {
   uint64_t end = offset + count, h, back;
   CE_LOCK_FOR_SCOPE (&cache_lock);
@@ -323,6 +376,7 @@ prefetch_note (struct scope *s, const void *owner, nbdkit_next *next,
   if (s->pf_ctx == NULL && s->pf_draining == 0) {
     s->pf_owner = owner;
     s->pf_ctx = next;
+    s->pf_gate = gate;
   }
   h = horizon_bytes (s);
   back = gap_behind_locked (s, count, offset);
@@ -441,6 +495,7 @@ prefetch_disown (struct scope *s, const void *owner)
     return;
   s->pf_owner = NULL;
   s->pf_ctx = NULL;
+  s->pf_gate = NULL;
   unqueue_locked (s);
   /* A worker holding the scope in the in-flight wait lets go now. */
   pthread_cond_broadcast (&cache_cond);
@@ -499,6 +554,14 @@ prefetch_connection (bool open)
    */
   if (last)
     pool_stop_and_join ();
+}
+
+void
+prefetch_gate_free (struct gate *g)
+{
+  CE_LOCK_FOR_SCOPE (&cache_lock);
+
+  unpark_locked (g);
 }
 
 void

@@ -35,6 +35,14 @@
  * flight are waited for; the next request of another connection of the
  * scope makes that one the owner.
  *
+ * Thread models (cacheextents.c, .get_ready): when the layers below
+ * are not parallel, a call through the owner's context must pass the
+ * owner's gate (gate.h).  The scope then has at most one call in
+ * flight through that context, a worker only tries the gate, and a
+ * scope whose gate is busy waits on the parked queue, off the ready
+ * queue, until the client lets the gate go (prefetch_gate_free).  Its
+ * own contexts need no gate: each has at most one call at a time.
+ *
  * Locking: everything here is protected by cache_lock; the functions
  * take it themselves and must be called without it.
  */
@@ -53,13 +61,18 @@
 #define PREFETCH_MAX_THREADS 64
 
 /* A client request [offset, offset+count) on s from the connection
- * 'owner' with context 'next', about to be served.  Moves the horizon
- * and posts work.  Failure to start the pool is logged once and turns
- * prefetch off.
+ * 'owner' with context 'next' and gate 'gate' (NULL if not gated),
+ * about to be served.  Moves the horizon and posts work.  Failure to
+ * start the pool is logged once and turns prefetch off.
  */
 extern void prefetch_note (struct scope *s, const void *owner,
-                           nbdkit_next *next,
+                           nbdkit_next *next, struct gate *gate,
                            uint32_t count, uint64_t offset);
+
+/* The on_free callback of every connection's gate: a client let go of
+ * a gate that a prefetch call gave up on; post the scopes waiting.
+ */
+extern void prefetch_gate_free (struct gate *g);
 
 /* An answer has just told s's density for the first time: start the
  * read-ahead its first request set up (cache_lock held).

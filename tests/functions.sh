@@ -272,6 +272,14 @@ def fmt(extents):
     return " ".join("%#x+%#x:%d" % e for e in extents)
 EOF
 
+# nbdkit_at_least VERSION: the nbdkit on PATH is VERSION or later.
+nbdkit_at_least ()
+{
+  local have
+  have=$(nbdkit --version | awk '{ print $2 }')
+  [ "$(printf '%s\n%s\n' "$1" "$have" | sort -V | head -n 1)" = "$1" ]
+}
+
 # What --filter=cacheextents loads by name in the nbdkit on PATH:
 # 'ours' (it lists cacheextents-window=), 'nbdkit' (nbdkit's bundled
 # filter, before 1.45.1) or 'none'.

@@ -64,11 +64,11 @@ assert_eq "writer's invalidations" 3 "$(field "$writer" invalidations)"
 assert_eq "writer's requests" 0 "$(field "$writer" requests)"
 assert_eq "reader's invalidations" 0 "$(field "$reader" invalidations)"
 assert_eq "reader's requests" 2 "$(field "$reader" requests)"
-for k in prefetch-calls backend-errors evictions; do
+for k in prefetch-calls failed-calls evictions; do
   assert_eq "$k in a connection's line" absent "$(field "$writer" $k)"
 done
 assert_eq "total invalidations" 3 "$(field "$total_line" invalidations)"
-for k in requests prefetch-calls backend-errors evictions; do
+for k in requests prefetch-calls failed-calls evictions; do
   if [ "$(field "$total_line" $k)" = absent ]; then
     echo "FAIL: the total line lacks $k"; exit 1
   fi

@@ -185,7 +185,7 @@ timeout 300 nbdkit $T -U - -D cacheextents.cache=1 -D cacheextents.prefetch=1 \
   --run "$py $tmp/t3.py $rounds" 2>"$tmp/stderr3" || {
   tail -n 30 "$tmp/stderr3"; exit 1; }
 echo "stats: $(cat "$tmp/stats")"
-grep -q 'backend-errors=[1-9]' "$tmp/stats" || {
+grep -q 'failed-calls=[1-9]' "$tmp/stats" || {
   echo "FAIL: no backend error was seen"; exit 1; }
 
 echo "== 4. scopes, writes via nbdsh"

@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright the cacheextents authors.
+ */
+/* cacheextents: gates, one backend call at a time on a handle.
+ *
+ * A layer below this filter whose thread model is serialize_requests
+ * (or serialize_connections) may not see two calls at once on one
+ * handle.  nbdkit serializes the clients' own requests before they
+ * reach the filter, but a prefetch call made through a client's
+ * context would run beside them.  When the layers below are not
+ * parallel, each connection has a gate that every call of the filter
+ * through that connection's context passes: the client's requests
+ * (reads, writes, flushes, cache, block status that misses) and
+ * prefetch's calls.  The gate admits one call at a time, and it
+ * always favours the client:
+ *
+ *   - a client waits until the gate is free: for at most the one
+ *     prefetch call in progress, since prefetch never takes the gate
+ *     while a client waits for it;
+ *   - prefetch only tries: if the gate is busy or a client waits, it
+ *     gives up, marks the gate as wanted, and is told when the gate
+ *     is let go with nobody waiting (the on_free callback), so that it
+ *     can try again.  It never blocks on a gate.
+ *
+ * A hit in the map passes no gate: it does not call the backend.
+ *
+ * Locking: each gate has its own mutex, which protects its fields and
+ * is never held across a backend call nor while taking any other lock.
+ * gate_try_prefetch and gate_leave_prefetch may be called with other
+ * locks held (prefetch holds cache_lock); gate_enter and gate_leave
+ * must be called without cache_lock, because on_free may take it.
+ */
+
+#ifndef CACHEEXTENTS_GATE_H
+#define CACHEEXTENTS_GATE_H
+
+#include <stdbool.h>
+#include <pthread.h>
+
+struct gate {
+  pthread_mutex_t lock;         /* protects the fields below */
+  pthread_cond_t freed;         /* broadcast when the gate is let go */
+  bool busy;                    /* a call holds the gate */
+  unsigned waiting;             /* clients waiting in gate_enter */
+  bool wanted;                  /* prefetch gave up on it meanwhile */
+  /* Called (without any lock) when a client lets go of a wanted gate
+   * and nobody waits for it.  Set once, before the gate is used.
+   */
+  void (*on_free) (struct gate *g);
+};
+
+extern void gate_init (struct gate *g, void (*on_free) (struct gate *g));
+extern void gate_destroy (struct gate *g);
+
+/* A client call: wait until the gate is free, then hold it. */
+extern void gate_enter (struct gate *g);
+/* The client call is done; calls on_free if prefetch wanted the gate. */
+extern void gate_leave (struct gate *g);
+
+/* Prefetch: hold the gate if it is free and no client waits for it;
+ * else mark it wanted and return false.
+ */
+extern bool gate_try_prefetch (struct gate *g);
+/* The prefetch call is done.  Returns true if the gate is now free,
+ * nobody waits and prefetch wanted it meanwhile (for another scope):
+ * on_free is not called here, the caller acts on the result.
+ */
+extern bool gate_leave_prefetch (struct gate *g);
+
+#endif /* CACHEEXTENTS_GATE_H */
