@@ -5,11 +5,12 @@
 #                    PKG_CONFIG_PATH for an nbdkit under its own prefix)
 #   make check       install missing Debian packages, build, run every test
 #                    on Debian's nbdkit (plain and under ASan+UBSan), a
-#                    short fuzz run, then the shell tests again on nbdkit
-#                    $(NBDKIT_NEXT) built from ../shared (check-nbdkit-next)
-#   make check TESTS="tests/test-x.sh ..."   only those tests, on both
+#                    short fuzz run, then the shell tests again on each
+#                    nbdkit of $(NBDKIT_VERSIONS), built from ../shared
+#   make check TESTS="tests/test-x.sh ..."   only those tests, on each
 #   make check-unit  the C unit tests;  make check-shell  the shell tests
-#   make check-nbdkit-next   the shell tests on nbdkit $(NBDKIT_NEXT)
+#   make check-nbdkit-VERSION   the shell tests on nbdkit VERSION alone
+#                    (any version whose tarball is in ../shared/nbdkit)
 #   make demo        install, build, show the filter against a slow backend
 #   make bench       the side-by-side benchmark (long); bench-quick is short
 #   make install     into nbdkit's filterdir and mandir (DESTDIR, prefix);
@@ -69,16 +70,18 @@ SHELL_TESTS = $(wildcard tests/test-*.sh)
 # nbdkits), without the fuzz and sanitizer runs.
 TESTS ?=
 
-# The second nbdkit the tests run on, built by scripts/build-nbdkit.sh
-# from ../shared/nbdkit/ into build/nbdkit-VERSION/prefix; the filter
-# built against its headers goes to build-VERSION/.  NBDKIT_NEXT= (empty)
-# leaves that run out of make check.
-NBDKIT_NEXT ?= 1.45.2
-NEXT_PREFIX = $(CURDIR)/build/nbdkit-$(NBDKIT_NEXT)/prefix
-NEXT_BUILD = build-$(NBDKIT_NEXT)
+# The other nbdkits the shell tests run on: those users run (1.38.5 on
+# EL9 and in CDI, 1.44.1 on EL10, the last with a bundled cacheextents)
+# and the newest reachable (1.45.2).  Each is built once by
+# scripts/build-nbdkit.sh from ../shared/nbdkit/ into
+# build/nbdkit-VERSION/prefix (about 4 minutes each); the filter built
+# against its headers goes to build-VERSION/.  NBDKIT_VERSIONS= (empty)
+# leaves them out of make check.
+NBDKIT_VERSIONS ?= 1.38.5 1.44.1 1.45.2
+nbdkit_prefix = $(CURDIR)/build/nbdkit-$(1)/prefix
 
 .PHONY: all deps check-deps install uninstall check check-unit check-shell \
-	check-nbdkit-next nbdkit-next filter-next demo bench bench-quick clean distclean FORCE
+	demo bench bench-quick clean distclean FORCE
 
 all: $(FILTER) $(MANPAGE)
 
@@ -137,8 +140,9 @@ uninstall:
 	@$(INSTALL_VARS) scripts/install.sh uninstall
 
 # Warnings are fatal in the project's own checks.
-CHECK_GOALS = check check-unit check-shell check-nbdkit-next check-asan \
-	check-tsan check-valgrind fuzz fuzz-quick stress
+CHECK_GOALS = check check-unit check-shell check-asan \
+	check-tsan check-valgrind fuzz fuzz-quick stress \
+	$(filter check-nbdkit-%,$(MAKECMDGOALS))
 ifneq ($(filter $(CHECK_GOALS),$(MAKECMDGOALS)),)
 WERROR = -Werror
 export WERROR
@@ -154,27 +158,26 @@ TEST_FILTER = CACHEEXTENTS_FILTER="$${CACHEEXTENTS_FILTER:-$(abspath $(FILTER))}
 check-shell: all
 	$(TEST_FILTER) tests/run-tests.sh $(or $(TESTS),$(SHELL_TESTS))
 
-# nbdkit $(NBDKIT_NEXT), built once (about 4 minutes).
-nbdkit-next:
-	scripts/build-nbdkit.sh $(NBDKIT_NEXT) >/dev/null
+# nbdkit VERSION, built once (about 4 minutes), and the filter built
+# against its headers, in build-VERSION/.
+filter-for-%:
+	scripts/build-nbdkit.sh $* >/dev/null
+	PKG_CONFIG_PATH='$(call nbdkit_prefix,$*)/lib/pkgconfig' \
+	  $(MAKE) --no-print-directory BUILD=build-$* all
 
-# The shell tests on nbdkit $(NBDKIT_NEXT): its server first on PATH
-# (with its plugins and filters), the filter built against its headers.
-filter-next: nbdkit-next
-	PKG_CONFIG_PATH='$(NEXT_PREFIX)/lib/pkgconfig' $(MAKE) --no-print-directory \
-	  BUILD=$(NEXT_BUILD) all
-
-check-nbdkit-next: filter-next
-	@echo "== shell tests on nbdkit $(NBDKIT_NEXT) ($(NEXT_PREFIX))"
-	PATH='$(NEXT_PREFIX)/sbin':"$$PATH" \
-	PKG_CONFIG_PATH='$(NEXT_PREFIX)/lib/pkgconfig' \
-	CACHEEXTENTS_FILTER='$(CURDIR)/$(NEXT_BUILD)/nbdkit-cacheextents-filter.so' \
-	TEST_LOGDIR='$(CURDIR)/$(NEXT_BUILD)/test-logs' \
+# The shell tests on nbdkit VERSION: its server first on PATH (with its
+# plugins and filters), the filter built against its headers.
+check-nbdkit-%: filter-for-%
+	@echo "== shell tests on nbdkit $* ($(call nbdkit_prefix,$*))"
+	PATH='$(call nbdkit_prefix,$*)/sbin':"$$PATH" \
+	PKG_CONFIG_PATH='$(call nbdkit_prefix,$*)/lib/pkgconfig' \
+	CACHEEXTENTS_FILTER='$(CURDIR)/build-$*/nbdkit-cacheextents-filter.so' \
+	TEST_LOGDIR='$(CURDIR)/build-$*/test-logs' \
 	  tests/run-tests.sh $(or $(TESTS),$(SHELL_TESTS))
 
 # make check: the ASan+UBSan run (mk/sanitizers.mk, on the nbdkit
 # pkg-config reports only), the plain run on that nbdkit, and the run on
-# nbdkit $(NBDKIT_NEXT).  All three run even if one fails; each prints
+# each nbdkit of $(NBDKIT_VERSIONS).  All run even if one fails; each prints
 # its summary, a failure in any fails make check, and the last line is
 # the sum (scripts/check-suite.sh).
 check: check-deps
@@ -190,9 +193,9 @@ endif
 	scripts/check-suite.sh "$$sum" 'nbdkit $(NBDKIT_VERSION)' \
 	  env $(TEST_FILTER) tests/run-tests.sh \
 	  $(or $(TESTS),$(UNIT_TESTS) $(SHELL_TESTS)) || rc=1; \
-	$(if $(NBDKIT_NEXT),scripts/check-suite.sh "$$sum" \
-	  'nbdkit $(NBDKIT_NEXT)' \
-	  $(MAKE) --no-print-directory check-nbdkit-next || rc=1;) \
+	$(foreach v,$(NBDKIT_VERSIONS),scripts/check-suite.sh "$$sum" \
+	  'nbdkit $(v)' \
+	  $(MAKE) --no-print-directory check-nbdkit-$(v) || rc=1;) \
 	scripts/check-suite.sh "$$sum" --total || rc=1; \
 	exit $$rc
 
@@ -200,10 +203,10 @@ demo: deps
 	$(MAKE) all
 	scripts/demo.sh
 
-# The full benchmark also measures on nbdkit $(NBDKIT_NEXT).
+# The full benchmark also measures on each nbdkit of $(NBDKIT_VERSIONS).
 bench: deps
-	$(MAKE) all $(if $(NBDKIT_NEXT),filter-next)
-	NBDKIT_NEXT='$(NBDKIT_NEXT)' bench/bench.sh full
+	$(MAKE) all $(NBDKIT_VERSIONS:%=filter-for-%)
+	NBDKIT_VERSIONS='$(NBDKIT_VERSIONS)' bench/bench.sh full
 
 bench-quick: deps
 	$(MAKE) all

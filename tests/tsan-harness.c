@@ -53,10 +53,21 @@
  * ours: requests, hits + misses, and backend calls made for clients
  * plus for prefetch.
  *
+ * Thread models.  The run is made twice, each in a child process of
+ * its own (the filter decides its mode once, in .get_ready): under
+ * parallel, as above, and under serialize_requests, where nbdkit runs
+ * one request of a connection at a time: the clients sharing a
+ * connection take turns, and the filter must keep to the same rule
+ * below it.  There the stand-ins count the calls in flight on each
+ * connection's next, and a second call beside one already there is a
+ * failure; prefetch must go through the clients' own contexts one call
+ * at a time, between the clients' calls.
+ *
  * Run: tsan-harness [SEED [SECONDS]], by default $HARNESS_SEED (else
- * 1) and $HARNESS_SECONDS (else 10); the seed is printed.  Exit 0 if
- * every check passed; the sanitizer's own reports go to its log and
- * fail the run through tests/sanitizers/run-one.sh.
+ * 1) and $HARNESS_SECONDS (else 10); the seed is printed.
+ * HARNESS_MODEL=parallel or serialize_requests runs that model alone.
+ * Exit 0 if every check passed; the sanitizer's own reports go to its
+ * log and fail the run through tests/sanitizers/run-one.sh.
  */
 
 #undef NDEBUG
@@ -72,6 +83,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/wait.h>
 
 #include <nbdkit-filter.h>
 
@@ -86,6 +98,7 @@ extern int cacheextents_debug_prefetch;
 
 static int verbose;
 static unsigned long long seed;
+static bool serialized;         /* thread model serialize_requests */
 static pthread_mutex_t print_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* Set by any failed check; the run goes on and reports them all. */
@@ -489,6 +502,8 @@ struct conn {
   void *handle;
   uint64_t r;                   /* the backend's generator for this conn */
   pthread_mutex_t r_lock;       /* the backend runs on several threads */
+  pthread_mutex_t req_lock;     /* serialized: one client request at a time */
+  unsigned in_call;             /* calls in flight on next */
 };
 
 static struct conn *
@@ -506,6 +521,27 @@ conn_rnd (struct conn *c, uint64_t n)
   v = rnd_below (&c->r, n);
   pthread_mutex_unlock (&c->r_lock);
   return v;
+}
+
+/* call_enter and call_leave bracket every call of the fake next that
+ * a request makes.  Under serialize_requests a second call beside one
+ * already in flight breaks the contract the filter must keep below it.
+ */
+static void
+call_enter (struct conn *c, const char *what)
+{
+  if (__atomic_fetch_add (&c->in_call, 1, __ATOMIC_SEQ_CST) != 0 &&
+      serialized) {
+    FAIL ("%s on a connection that has a call in flight "
+          "(serialize_requests)", what);
+    bump (&misuse);
+  }
+}
+
+static void
+call_leave (struct conn *c)
+{
+  __atomic_fetch_sub (&c->in_call, 1, __ATOMIC_SEQ_CST);
 }
 
 static int64_t
@@ -529,13 +565,31 @@ be_can_write (nbdkit_next *next)
 static int
 be_flush (nbdkit_next *next, uint32_t flags, int *err)
 {
+  call_enter (conn_of (next), "flush");
   bump (&backend_flushes);
+  call_leave (conn_of (next));
   return 0;
 }
+
+static int be_extents_in (nbdkit_next *next, uint32_t count,
+                          uint64_t offset, uint32_t flags,
+                          struct nbdkit_extents *extents, int *err);
 
 static int
 be_extents (nbdkit_next *next, uint32_t count, uint64_t offset,
             uint32_t flags, struct nbdkit_extents *extents, int *err)
+{
+  int ret;
+
+  call_enter (conn_of (next), "extents");
+  ret = be_extents_in (next, count, offset, flags, extents, err);
+  call_leave (conn_of (next));
+  return ret;
+}
+
+static int
+be_extents_in (nbdkit_next *next, uint32_t count, uint64_t offset,
+               uint32_t flags, struct nbdkit_extents *extents, int *err)
 {
   struct conn *c = conn_of (next);
   struct export *x = c->x;
@@ -643,10 +697,9 @@ apply_write (struct export *x, enum write_kind k, uint32_t count,
 }
 
 static int
-be_write (nbdkit_next *next, enum write_kind k, uint32_t count,
-          uint64_t offset, uint32_t flags, int *err)
+be_write_in (struct conn *c, enum write_kind k, uint32_t count,
+             uint64_t offset, uint32_t flags, int *err)
 {
-  struct conn *c = conn_of (next);
   uint64_t r = conn_rnd (c, UINT64_MAX) | 1;
   unsigned fail = rnd_below (&r, 40);
 
@@ -669,6 +722,19 @@ be_write (nbdkit_next *next, enum write_kind k, uint32_t count,
     return -1;
   }
   return 0;
+}
+
+static int
+be_write (nbdkit_next *next, enum write_kind k, uint32_t count,
+          uint64_t offset, uint32_t flags, int *err)
+{
+  struct conn *c = conn_of (next);
+  int ret;
+
+  call_enter (c, "write");
+  ret = be_write_in (c, k, count, offset, flags, err);
+  call_leave (c);
+  return ret;
 }
 
 static int
@@ -721,6 +787,7 @@ conn_open (struct export *x, int is_tls, uint64_t r)
   c->x = x;
   c->r = r | 1;
   pthread_mutex_init (&c->r_lock, NULL);
+  pthread_mutex_init (&c->req_lock, NULL);
   c->handle = f->open (next_open, (nbdkit_context *) &dummy_context,
                        0, x->name, is_tls);
   if (c->handle == NULL) {
@@ -741,6 +808,7 @@ conn_close (struct conn *c)
     FAIL (".finalize failed");
   f->close (c->handle);
   pthread_mutex_destroy (&c->r_lock);
+  pthread_mutex_destroy (&c->req_lock);
   /* Poison the fake next: a prefetch worker that outlived .finalize
    * would now call through NULL (and ASan sees the freed memory).
    */
@@ -940,11 +1008,15 @@ client_thread (void *arg)
   for (op = 0; time_left (); ++op) {
     unsigned what = rnd_below (&r, 100);
 
+    if (serialized)
+      pthread_mutex_lock (&c->req_lock);
     if (what < 65)
       client_extents (c, &r, id, op);
     else if (what < 97)
       client_write (c, &r);
-    else if (id >= 2) {
+    if (serialized)
+      pthread_mutex_unlock (&c->req_lock);
+    if (what >= 97 && id >= 2) {
       /* Reconnect: another export, or the other TLS state. */
       conn_close (c);
       c = conn_open (&exports[rnd_below (&r, 2)], rnd_below (&r, 2), rnd (&r));
@@ -991,8 +1063,8 @@ stat_value (const char *line, const char *key)
   return strtoull (p + strlen (key) + 1, NULL, 10);
 }
 
-int
-main (int argc, char *argv[])
+static int
+run_model (int argc, char *argv[], const char *model)
 {
   static const char *const windows[] = { "4K", "64K", "256K", "4M" };
   static const char *const max_sizes[] = { "4K", "16K", "1M" };
@@ -1009,6 +1081,12 @@ main (int argc, char *argv[])
   int fd, i;
 
   verbose = getenv ("HARNESS_VERBOSE") != NULL;
+  serialized = strcmp (model, "serialize_requests") == 0;
+  if (!serialized && strcmp (model, "parallel") != 0) {
+    fprintf (stderr, "tsan-harness: HARNESS_MODEL=%s: not parallel or "
+             "serialize_requests\n", model);
+    return 2;
+  }
   seed = strtoull (argc > 1 ? argv[1] : env_seed ? env_seed : "1", NULL, 0);
   seconds = atoi (argc > 2 ? argv[2] : env_seconds ? env_seconds : "10");
   r = seed * 2 + 1;
@@ -1042,7 +1120,9 @@ main (int argc, char *argv[])
       f->thread_model () != NBDKIT_THREAD_MODEL_PARALLEL)
     printf ("tsan-harness: note: the filter asks for thread model %d\n",
             f->thread_model ());
-  if (f->get_ready && f->get_ready (NBDKIT_THREAD_MODEL_PARALLEL) == -1) {
+  if (f->get_ready &&
+      f->get_ready (serialized ? NBDKIT_THREAD_MODEL_SERIALIZE_REQUESTS
+                               : NBDKIT_THREAD_MODEL_PARALLEL) == -1) {
     FAIL (".get_ready failed");
     exit (EXIT_FAILURE);
   }
@@ -1051,9 +1131,9 @@ main (int argc, char *argv[])
 
   export_init (&exports[0], &r);
   export_init (&exports[1], &r);
-  printf ("tsan-harness: seed %llu, %u seconds, %d clients, window %s, "
+  printf ("tsan-harness: %s, seed %llu, %u seconds, %d clients, window %s, "
           "max-size %s, scope %s, %s prefetch workers\n",
-          seed, seconds, CLIENTS, window, max_size, scope, workers);
+          model, seed, seconds, CLIENTS, window, max_size, scope, workers);
   fflush (stdout);
 
   clock_gettime (CLOCK_MONOTONIC, &deadline);
@@ -1107,4 +1187,32 @@ main (int argc, char *argv[])
   }
   printf ("tsan-harness: ok (seed %llu)\n", seed);
   return EXIT_SUCCESS;
+}
+
+int
+main (int argc, char *argv[])
+{
+  static const char *const models[] = { "parallel", "serialize_requests" };
+  const char *model = getenv ("HARNESS_MODEL");
+  int i, status, rc = EXIT_SUCCESS;
+  pid_t pid;
+
+  if (model)
+    return run_model (argc, argv, model);
+  for (i = 0; i < 2; ++i) {
+    fflush (stdout);
+    pid = fork ();
+    if (pid == -1) {
+      perror ("fork");
+      return EXIT_FAILURE;
+    }
+    if (pid == 0)
+      exit (run_model (argc, argv, models[i]));
+    if (waitpid (pid, &status, 0) == -1 || !WIFEXITED (status) ||
+        WEXITSTATUS (status) != 0) {
+      printf ("tsan-harness: the %s run failed\n", models[i]);
+      rc = EXIT_FAILURE;
+    }
+  }
+  return rc;
 }
