@@ -12,7 +12,8 @@
 #   make check-nbdkit-VERSION   the shell tests on nbdkit VERSION alone
 #                    (any version whose tarball is in ../shared/nbdkit)
 #   make demo        install, build, show the filter against a slow backend
-#   make bench       the side-by-side benchmark (long); bench-quick is short
+#   make bench       the side-by-side benchmark (long); bench-quick is short;
+#                    bench-cdi only KubeVirt CDI's stack, on every nbdkit
 #   make install     into nbdkit's filterdir and mandir (DESTDIR, prefix);
 #                    refuses to replace a file it did not install unless
 #                    DIVERT=yes (dpkg-divert); see scripts/install.sh
@@ -81,7 +82,7 @@ NBDKIT_VERSIONS ?= 1.38.5 1.44.1 1.45.2
 nbdkit_prefix = $(CURDIR)/build/nbdkit-$(1)/prefix
 
 .PHONY: all deps check-deps install uninstall check check-unit check-shell \
-	demo bench bench-quick clean distclean FORCE
+	demo bench bench-cdi bench-quick clean distclean FORCE
 
 all: $(FILTER) $(MANPAGE)
 
@@ -207,6 +208,11 @@ demo: deps
 bench: deps
 	$(MAKE) all $(NBDKIT_VERSIONS:%=filter-for-%)
 	NBDKIT_VERSIONS='$(NBDKIT_VERSIONS)' bench/bench.sh full
+
+# KubeVirt CDI's stack alone, on Debian's nbdkit and each of $(NBDKIT_VERSIONS).
+bench-cdi: deps
+	$(MAKE) all $(NBDKIT_VERSIONS:%=filter-for-%)
+	NBDKIT_VERSIONS='$(NBDKIT_VERSIONS)' bench/bench.sh cdi
 
 bench-quick: deps
 	$(MAKE) all

@@ -5,12 +5,15 @@
 # and this project's filter (with default parameters), under the same
 # clients and the same slow backend.
 #
-# Usage: bench/bench.sh full|quick
+# Usage: bench/bench.sh full|quick|cdi
 #
-#   full   sparse-random 64G, extents delay 0, 20 and 100 ms
-#          -> bench/results/results.{md,csv,png}
+#   full   sparse-random 64G, extents delay 0, 20 and 100 ms, and the
+#          sections below -> bench/results/results.{md,csv,png}
 #   quick  sparse-random 16G, extents delay 20 ms
 #          -> bench/results/quick.{md,csv,png}
+#   cdi    only the section of KubeVirt CDI's stack (bench/cdi.sh), on
+#          Debian's nbdkit and each of $NBDKIT_VERSIONS
+#          -> bench/results/cdi.{md,csv}
 #
 # Each run is a fresh nbdkit started with --run, so every run starts cold
 # and no server outlives the script.  The stack is
@@ -38,8 +41,12 @@
 #   BENCH_COSTS=1         0 skips the costs section (bench/costs.sh)
 #   BENCH_SERIAL          1 runs the serialized-backend section
 #                         (bench/serial.sh) on Debian's nbdkit and on
-#                         nbdkit $NBDKIT_NEXT (default 1.45.2, built by
-#                         make bench); default 1 in full mode, 0 in quick
+#                         the last of $NBDKIT_VERSIONS (default 1.45.2,
+#                         built by make bench); default 1 in full mode, 0
+#                         in quick
+#   BENCH_CDI             1 runs CDI's stack (bench/cdi.sh) on Debian's
+#                         nbdkit and each of $NBDKIT_VERSIONS (default
+#                         "1.38.5 1.44.1 1.45.2"); default 1 in full mode
 #   BENCH_LANDED_REV      the revision measured as "landed" there
 
 # The client commands are run by nbdkit's --run shell, which sets $uri.
@@ -52,7 +59,8 @@ mode=${1:-}
 case $mode in
   full)  def_name=results; def_size=64G; def_delays="0 20 100" ;;
   quick) def_name=quick;   def_size=16G; def_delays=20 ;;
-  *) echo "usage: $0 full|quick" >&2; exit 2 ;;
+  cdi)   def_name=cdi;     def_size=16G; def_delays= ;;
+  *) echo "usage: $0 full|quick|cdi" >&2; exit 2 ;;
 esac
 
 runs=${BENCH_RUNS:-3}
@@ -67,7 +75,9 @@ clients=${BENCH_CLIENTS:-qemu-img-map nbdinfo-map nbdcopy qemu-img-convert}
 fast=${BENCH_FAST:-1}
 costs=${BENCH_COSTS:-1}
 serial=${BENCH_SERIAL:-$([ "$mode" = full ] && echo 1 || echo 0)}
-next_version=${NBDKIT_NEXT:-1.45.2}
+versions=${NBDKIT_VERSIONS-1.38.5 1.44.1 1.45.2}
+next_version=${versions##* }
+cdi=${BENCH_CDI:-$([ "$mode" = quick ] && echo 0 || echo 1)}
 landed_rev=${BENCH_LANDED_REV:-4e51631}
 fast_size=${BENCH_FAST_SIZE:-16G}
 outdir=${BENCH_OUTDIR:-$top/bench/results}
@@ -220,6 +230,66 @@ load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 log "mode $mode: sparse-random $size, delays '$delays' ms, stacks '$stacks'," \
     "$runs runs per cell (once if the first run is over $slow s)"
 
+# Section 5, run here because the cdi mode runs it alone: KubeVirt
+# CDI's stack (bench/cdi.sh) on Debian's nbdkit, with no cache there
+# only (retry alone passes every call down on every nbdkit alike), and
+# on each of $versions.  cdi_section CSV MD: the rows into MD.
+cdi_section () {
+  local v p so
+  echo "section,nbdkit,case,client,stack,runs,median_s,extents_median" > "$1"
+  BENCH_RUNS=$runs BENCH_CDI_NONE=1 "$top/bench/cdi.sh" "$1" \
+    "nbdkit $(nbdkit --version | awk '{ print $2; exit }')" "$ours" > "$2" ||
+    return 1
+  for v in $versions; do
+    p=$top/build/nbdkit-$v/prefix
+    so=$top/build-$v/nbdkit-cacheextents-filter.so
+    if [ -x "$p/sbin/nbdkit" ] && [ -f "$so" ]; then
+      PATH=$p/sbin:$PATH BENCH_RUNS=$runs BENCH_CDI_NONE=0 \
+        "$top/bench/cdi.sh" "$1" "nbdkit $v" "$so" >> "$2" || return 1
+    else
+      log "nbdkit $v or its filter not built: run make bench (it builds them)"
+    fi
+  done
+}
+
+# cdi_md MD: the section's heading, text and table.
+cdi_md () {
+  echo "## KubeVirt CDI's stack"
+  echo
+  echo "\`bench/cdi.sh\`: \`nbdkit --readonly STACK --filter=stats nbd\` in" \
+       "front of \`nbdkit [--filter=noparallel] --filter=delay sparse-random" \
+       "SIZE [serialize=requests] delay-extents=100ms\` (serial: one request" \
+       "at a time per connection, as VDDK; parallel: not). Stacks: none" \
+       "\`--filter=retry\`; bundled \`--filter=retry --filter=cacheextents\`" \
+       "(CDI's command line today, where nbdkit has the filter); CDI order" \
+       "\`--filter=retry --filter=OURS\`; recommended \`--filter=OURS" \
+       "--filter=retry-request\`. Clients: \`qemu-img map\`, and" \
+       "\`tests/cdi-client.py --read head\` (REQ_ONE block status over 2 GiB" \
+       "windows in order, as CDI's importer, reading 4 KiB of each data" \
+       "extent). No cache is run on Debian's nbdkit only, and not for the" \
+       "256G map (about 20 minutes). Median of $runs runs; † one run (over" \
+       "$slow s)."
+  echo
+  echo "| nbdkit | backend | client | none | bundled | CDI order | recommended | CDI/recommended | bundled/CDI | none/CDI |"
+  echo "|---|---|---|--:|--:|--:|--:|--:|--:|--:|"
+  cat "$1"
+}
+
+if [ "$mode" = cdi ]; then
+  cdi_section "$csv" "$tmp/cdi.md" || failed=1
+  { echo "# cacheextents benchmark (cdi)"
+    echo
+    echo "- date: $start_iso; took $(( $(date +%s) - started )) s;" \
+         "load average at start: $load_start, at end:" \
+         "$(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "- project revision: $rev"
+    echo
+    cdi_md "$tmp/cdi.md"
+  } > "$md"
+  log "wrote $md and $csv"
+  exit "$failed"
+fi
+
 # Section 1: a slow backend.
 for d in $delays; do
   for c in $clients; do
@@ -290,6 +360,12 @@ if [ "$serial" = 1 ]; then
     log "nbdkit $next_version or its filter not built: run make bench" \
         "(it builds them)"
   fi
+fi
+
+if [ "$cdi" = 1 ]; then
+  log "CDI section"
+  cdi_section "$outdir/$name-cdi.csv" "$tmp/cdi.md" ||
+    { log "CDI section failed"; failed=1; }
 fi
 
 elapsed=$(( $(date +%s) - started ))
@@ -407,6 +483,10 @@ mem=$(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
     echo "| nbdkit | size | none | bundled | landed | ours |"
     echo "|---|---|--:|--:|--:|--:|"
     cat "$tmp/serial.md"
+  fi
+  if [ "$cdi" = 1 ] && [ -s "$tmp/cdi.md" ]; then
+    echo
+    cdi_md "$tmp/cdi.md"
   fi
   echo
   if printf '%s\n' "${res[@]}" | grep -q ' slow$'; then

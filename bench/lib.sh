@@ -22,3 +22,19 @@ have_bundled () {
   help=$(nbdkit --filter=cacheextents null --help 2>/dev/null) &&
     ! grep -q '^cacheextents-window=' <<<"$help"
 }
+
+# section_init NAME CSV LABEL OURS-SO: the common start of serial.sh
+# and cdi.sh, the sections bench.sh calls once per nbdkit: their
+# arguments (csv, label, ours), runs and slow from the environment as
+# bench.sh has them, log () for stderr, and $tmp, removed at exit.
+section_init () {
+  local name=$1
+  csv=${2:?usage: $0 CSV LABEL OURS-SO}
+  label=${3:?usage: $0 CSV LABEL OURS-SO}
+  ours=${4:?usage: $0 CSV LABEL OURS-SO}
+  runs=${BENCH_RUNS:-3}
+  slow=${BENCH_SLOW_SECS:-60}
+  eval "log () { printf '[$name %s] %s\n' \"\$(date +%T)\" \"\$*\" >&2; }"
+  tmp=$(mktemp -d "/tmp/cacheextents-$name.XXXXXX")
+  trap 'rm -rf "$tmp"' EXIT
+}

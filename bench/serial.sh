@@ -22,18 +22,9 @@ set -eu -o pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 . "$top/bench/lib.sh"
-csv=${1:?usage: $0 CSV LABEL OURS-SO}
-label=${2:?}
-ours=${3:?}
-runs=${BENCH_RUNS:-3}
-slow=${BENCH_SLOW_SECS:-60}
+section_init serial "$@"
 landed=${BENCH_LANDED:-}
 sizes=${BENCH_SERIAL_SIZES:-16G 256G}
-
-log () { printf '[serial %s] %s\n' "$(date +%T)" "$*" >&2; }
-
-tmp=$(mktemp -d /tmp/cacheextents-serial.XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
 
 stacks="none"
 have_bundled && stacks="$stacks bundled"

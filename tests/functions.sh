@@ -87,9 +87,14 @@ case $FILTER in
 esac
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/cacheextents-test.XXXXXX")
+servers=()
 cleanup ()
 {
-  local rc=$?
+  local rc=$? pid
+  for pid in "${servers[@]}"; do
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  [ "${#servers[@]}" -eq 0 ] || wait 2>/dev/null || true
   rm -rf "$tmp"
   exit $rc
 }
@@ -129,6 +134,84 @@ stats_value ()
 backend_calls ()
 {
   grep -c ' Extents id=' "${1:-$log}" || true
+}
+
+# start_server NAME ARGS...: 'nbdkit --foreground --exit-with-parent
+# --pidfile $tmp/NAME.pid ARGS...' in the background, its stderr
+# appended to $tmp/NAME.err; returns once the pidfile is written (nbdkit
+# is then serving), at most 30 s.  nbdkit leaves its -U socket behind
+# when it exits, so a socket of that name is removed first.  The test's
+# exit kills what is left.
+start_server ()
+{
+  local name=$1 i pid prev=
+  shift
+  for i in "$@"; do
+    [ "$prev" = -U ] && rm -f "$i"
+    prev=$i
+  done
+  rm -f "$tmp/$name.pid"
+  nbdkit --foreground --exit-with-parent --pidfile "$tmp/$name.pid" "$@" \
+    2>>"$tmp/$name.err" &
+  pid=$!
+  servers+=("$pid")
+  eval "pid_$name=$pid"
+  for ((i = 0; i < 300; i++)); do
+    [ -s "$tmp/$name.pid" ] && return 0
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "FAIL: nbdkit $name exited as it started:"
+      cat "$tmp/$name.err"
+      exit 1
+    fi
+    sleep 0.1
+  done
+  echo "FAIL: nbdkit $name did not start in 30 s"
+  exit 1
+}
+
+# stop_server NAME: SIGTERM to the server start_server started, and
+# wait for it (at most 30 s, then SIGKILL); fails unless it exits 0.
+stop_server ()
+{
+  local pid rc=0 i
+  eval "pid=\$pid_$1"
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < 300; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
+  wait "$pid" || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    echo "FAIL: nbdkit $1 exited with status $rc; its stderr:"
+    tail -n 30 "$tmp/$1.err"
+    exit 1
+  fi
+  echo "ok: nbdkit $1 exited cleanly"
+}
+
+# overlaps [LOGFILE]: calls that started on a context while another
+# call of that context was in flight, as the log filter saw them (one
+# "connection" of the log filter per context).
+overlaps ()
+{
+  awk '
+    / connection=[0-9]+ / && match($0, / id=[0-9]+/) {
+      match($0, /connection=[0-9]+/)
+      c = substr($0, RSTART + 11, RLENGTH - 11)
+      if ($0 ~ / \.\.\.[A-Z][a-z]+ id=/) { busy[c]--; next }
+      if ($0 ~ / (Read|Write|Extents|Trim|Zero|Flush|Cache) id=/) {
+        if (busy[c] > 0) n++
+        busy[c]++
+      }
+    }
+    END { print n + 0 }' "${1:-$log}"
+}
+
+# contexts [LOGFILE]: how many contexts the log filter saw opened.
+contexts ()
+{
+  grep -c ' connection=[0-9]* Connect ' "${1:-$log}" || true
 }
 
 # assert_eq WHAT EXPECTED ACTUAL
