@@ -190,6 +190,17 @@ stop_server ()
   echo "ok: nbdkit $1 exited cleanly"
 }
 
+# kill_server NAME: SIGKILL to the server start_server started, and
+# wait for it, whatever its status: a server that dies, as a crashed or
+# power-cut back end would, with its connections and calls mid-way.
+kill_server ()
+{
+  local pid
+  eval "pid=\$pid_$1"
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
 # overlaps [LOGFILE]: calls that started on a context while another
 # call of that context was in flight, as the log filter saw them (one
 # "connection" of the log filter per context).

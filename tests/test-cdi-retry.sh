@@ -9,8 +9,9 @@
 # VDDK-like backend (serialized, 100 ms per extents call) meets a burst
 # of failures in its middle:
 #   a. the error filter below the cache fails every call for 1.5 s;
-#   b. the back server behind the nbd plugin is stopped and, 1.5 s
-#      later, started again on the same socket.
+#   b. the back server behind the nbd plugin is killed (SIGKILL, as a
+#      crash would end it) and, 1.5 s later, started again on the same
+#      socket.
 # Either way: the copy finishes; the map is exact and every piece read
 # is what the disk without any cache gives at that offset;
 # prefetch makes calls after the burst (its debug lines after the
@@ -72,7 +73,7 @@ for scenario in error restart; do
   if [ "$scenario" = error ]; then
     burst 'touch "$tmp/fail"' 'rm "$tmp/fail"'
   else
-    burst 'stop_server back' 'back'
+    burst 'kill_server back' 'back'
   fi
   wait "$client" || { echo "FAIL: the client failed"; cat "$tmp/client.out"; exit 1; }
   cat "$tmp/client.out"
