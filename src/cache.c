@@ -952,11 +952,14 @@ cache_fetch_locked (struct scope *s, nbdkit_next *next, struct gate *g,
   /* Extents past 'end' are dropped, so one answer stays bounded. */
   ext = nbdkit_extents_new (start, end);
   pthread_mutex_unlock (&cache_lock);
-  if (ext == NULL)
+  if (ext == NULL) {
     *err = errno;
+    if (g)
+      gate_unexpect (g);
+  }
   else {
     if (g)
-      gate_enter (g);
+      gate_enter_expected (g);
     r = next->extents (next, end - start, start, 0, ext, err);
     if (g)
       gate_leave (g);
@@ -1129,7 +1132,7 @@ cache_extents (struct scope *s, nbdkit_next *next, struct gate *g,
   struct nbdkit_extents *answer = NULL;
   struct map_extent e;
   struct flight *f;
-  bool waited = false;
+  bool waited = false, expected = false;
   uint64_t end;
   int64_t served;
   size_t i, n;
@@ -1141,6 +1144,8 @@ cache_extents (struct scope *s, nbdkit_next *next, struct gate *g,
     if (map_lookup (s->map, offset, &e)) {
       served = serve_locked (s, e, offset, offset + count, flags, extents);
       pthread_mutex_unlock (&cache_lock);
+      if (expected)
+        gate_unexpect (g);
       if (served == -1) {
         *err = errno;
         return -1;
@@ -1156,6 +1161,14 @@ cache_extents (struct scope *s, nbdkit_next *next, struct gate *g,
     /* Wait at most once for a call already fetching this offset. */
     if (waited || (f = flight_covering_locked (s, offset)) == NULL)
       break;
+    /* If the flight's answer does not cover offset, this request
+     * calls next, through the gate when there is one: prefetch holds
+     * off from now, so that the call waits for this flight only.
+     */
+    if (g && !expected) {
+      gate_expect (g);
+      expected = true;
+    }
     f->refs++;
     while (!f->done)
       pthread_cond_wait (&cache_cond, &cache_lock);
@@ -1171,6 +1184,8 @@ cache_extents (struct scope *s, nbdkit_next *next, struct gate *g,
                   offset, count, end - offset);
   stats_count (conn_stats, STATS_MISSES, 1);
   stats_count (conn_stats, STATS_BACKEND_CALLS, 1);
+  if (g && !expected)
+    gate_expect (g);
   r = cache_fetch_locked (s, next, g, offset, end, false, &answer, err);
   pthread_mutex_unlock (&cache_lock);
   if (r == -1)

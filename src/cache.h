@@ -209,8 +209,10 @@ extern void cache_flush_end (struct cache_flush *fl, struct cache_dirty *d,
  * flight, stores what may be stored (a prefetch store never evicts),
  * and returns 0 or -1 with *err set.  On success the answer is left
  * in *answer if answer is non-NULL (the caller frees it).  g, if not
- * NULL, is the gate the call must pass (gate_enter, without the lock);
- * prefetch, which only tries gates, takes it itself and passes NULL.
+ * NULL, is the gate the call must pass, and the caller has announced
+ * itself on it (gate_expect); the call enters it without the lock
+ * (gate_enter_expected).  Prefetch, which only tries gates, takes it
+ * itself and passes NULL.
  */
 extern int cache_fetch_locked (struct scope *s, nbdkit_next *next,
                                struct gate *g, uint64_t start, uint64_t end, bool prefetch,

@@ -35,15 +35,45 @@ gate_destroy (struct gate *g)
 }
 
 void
-gate_enter (struct gate *g)
+gate_expect (struct gate *g)
 {
   pthread_mutex_lock (&g->lock);
   g->waiting++;
+  pthread_mutex_unlock (&g->lock);
+}
+
+void
+gate_enter_expected (struct gate *g)
+{
+  pthread_mutex_lock (&g->lock);
   while (g->busy)
     pthread_cond_wait (&g->freed, &g->lock);
   g->waiting--;
   g->busy = true;
   pthread_mutex_unlock (&g->lock);
+}
+
+void
+gate_enter (struct gate *g)
+{
+  gate_expect (g);
+  gate_enter_expected (g);
+}
+
+void
+gate_unexpect (struct gate *g)
+{
+  bool tell = false;
+
+  pthread_mutex_lock (&g->lock);
+  g->waiting--;
+  if (!g->busy && g->waiting == 0 && g->wanted) {
+    g->wanted = false;
+    tell = true;
+  }
+  pthread_mutex_unlock (&g->lock);
+  if (tell && g->on_free)
+    g->on_free (g);
 }
 
 /* Let go of the gate.  Lock held.  Returns whether prefetch should be

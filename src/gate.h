@@ -17,6 +17,11 @@
  *   - a client waits until the gate is free: for at most the one
  *     prefetch call in progress, since prefetch never takes the gate
  *     while a client waits for it;
+ *   - a client that waits for a flight (an answer another call is
+ *     fetching) may need the gate next, if that answer does not cover
+ *     it: it says so first (gate_expect), and prefetch holds off until
+ *     it has either entered (gate_enter_expected) or found its answer
+ *     (gate_unexpect), so that its miss, too, waits for one call only;
  *   - prefetch only tries: if the gate is busy or a client waits, it
  *     gives up, marks the gate as wanted, and is told when the gate
  *     is let go with nobody waiting (the on_free callback), so that it
@@ -41,7 +46,8 @@ struct gate {
   pthread_mutex_t lock;         /* protects the fields below */
   pthread_cond_t freed;         /* broadcast when the gate is let go */
   bool busy;                    /* a call holds the gate */
-  unsigned waiting;             /* clients waiting in gate_enter */
+  unsigned waiting;             /* clients waiting in gate_enter, or
+                                   expecting to (gate_expect) */
   bool wanted;                  /* prefetch gave up on it meanwhile */
   /* Called (without any lock) when a client lets go of a wanted gate
    * and nobody waits for it.  Set once, before the gate is used.
@@ -54,6 +60,15 @@ extern void gate_destroy (struct gate *g);
 
 /* A client call: wait until the gate is free, then hold it. */
 extern void gate_enter (struct gate *g);
+/* A client that may need the gate soon: prefetch holds off from now.
+ * May be called with cache_lock held.  Followed by exactly one of
+ * gate_enter_expected (it needs the gate after all) and gate_unexpect
+ * (it does not; calls on_free if prefetch wanted the gate, so without
+ * cache_lock).
+ */
+extern void gate_expect (struct gate *g);
+extern void gate_enter_expected (struct gate *g);
+extern void gate_unexpect (struct gate *g);
 /* The client call is done; calls on_free if prefetch wanted the gate. */
 extern void gate_leave (struct gate *g);
 
