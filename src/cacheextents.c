@@ -370,6 +370,32 @@ cacheextents_open (nbdkit_next_open *next, nbdkit_context *context,
   return h;
 }
 
+/* The connection's gate, if calls through its context must pass one. */
+static struct gate *
+gate_of (struct handle *h)
+{
+  return cache_config.gated ? &h->gate : NULL;
+}
+
+/* nbdkit keeps what a context answers to these, once asked.  Where
+ * calls through the context pass a gate, ask them all now, before
+ * prefetch may call through it: a filter above that asks one later
+ * (the retry filter does, on the context it has just reopened) would
+ * otherwise reach the layers below beside a prefetch call.
+ */
+static int
+ask_context_once (nbdkit_next *next)
+{
+  uint32_t minimum, preferred, maximum;
+
+  if (next->can_flush (next) == -1 || next->can_trim (next) == -1 ||
+      next->can_zero (next) == -1 || next->can_fast_zero (next) == -1 ||
+      next->can_fua (next) == -1 || next->can_extents (next) == -1 ||
+      next->can_cache (next) == -1 || next->is_rotational (next) == -1)
+    return -1;
+  return next->block_size (next, &minimum, &preferred, &maximum);
+}
+
 /* Join a scope once the export's size is known.  Connections may
  * share a map when they are sure to see the same data: the backend
  * says so (multi-conn), or nothing can be written through this server
@@ -388,6 +414,8 @@ cacheextents_prepare (nbdkit_next *next, void *handle, int readonly)
   multi_conn = next->can_multi_conn (next);
   can_write = next->can_write (next);
   if (multi_conn == -1 || can_write == -1)
+    return -1;
+  if (gate_of (h) && ask_context_once (next) == -1)
     return -1;
   h->scope = cache_scope_attach (h->exportname, h->is_tls,
                                  multi_conn == 1 || can_write == 0, size);
@@ -429,13 +457,6 @@ cacheextents_close (void *handle)
   gate_destroy (&h->gate);
   free (h->exportname);
   free (h);
-}
-
-/* The connection's gate, if calls through its context must pass one. */
-static struct gate *
-gate_of (struct handle *h)
-{
-  return cache_config.gated ? &h->gate : NULL;
 }
 
 static int

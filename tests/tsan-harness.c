@@ -562,6 +562,29 @@ be_can_write (nbdkit_next *next)
   return 1;
 }
 
+/* What the filter asks once per gated context (ask_context_once). */
+static int
+be_can_yes (nbdkit_next *next)
+{
+  return 1;
+}
+
+static int
+be_is_rotational (nbdkit_next *next)
+{
+  return 0;
+}
+
+static int
+be_block_size (nbdkit_next *next, uint32_t *minimum, uint32_t *preferred,
+               uint32_t *maximum)
+{
+  *minimum = 1;
+  *preferred = 4096;
+  *maximum = 0xffffffff;
+  return 0;
+}
+
 static int
 be_flush (nbdkit_next *next, uint32_t flags, int *err)
 {
@@ -779,6 +802,11 @@ conn_open (struct export *x, int is_tls, uint64_t r)
   c->next.get_size = be_get_size;
   c->next.can_multi_conn = be_can_multi_conn;
   c->next.can_write = be_can_write;
+  c->next.can_flush = c->next.can_trim = c->next.can_zero = be_can_yes;
+  c->next.can_fast_zero = c->next.can_fua = be_can_yes;
+  c->next.can_extents = c->next.can_cache = be_can_yes;
+  c->next.is_rotational = be_is_rotational;
+  c->next.block_size = be_block_size;
   c->next.flush = be_flush;
   c->next.extents = be_extents;
   c->next.pwrite = be_pwrite;
