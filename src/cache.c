@@ -937,6 +937,14 @@ cache_fetch_locked (struct scope *s, nbdkit_next *next, struct gate *g,
   if (f == NULL) {
     *err = errno;
     nbdkit_error ("cacheextents: calloc: %m");
+    if (g) {
+      /* The expectation is used up on every path (gate_unexpect may
+       * call on_free, which takes cache_lock).
+       */
+      pthread_mutex_unlock (&cache_lock);
+      gate_unexpect (g);
+      pthread_mutex_lock (&cache_lock);
+    }
     return -1;
   }
   f->start = start;

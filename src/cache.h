@@ -178,8 +178,10 @@ extern struct scope *cache_scope_attach (const char *exportname, int is_tls,
  */
 extern void cache_scope_detach (struct scope *s);
 
-/* The .extents path.  g: the connection's gate, or NULL if not gated;
- * only a miss passes it.
+/* The .extents path.  g: the connection's gate, or NULL if not gated.
+ * Only a miss passes it; a request that waits for a flight announces
+ * itself on it first (gate_expect), and gives that back if the flight's
+ * answer serves it (a hit calls no backend).
  */
 extern int cache_extents (struct scope *s, nbdkit_next *next,
                           struct gate *g, uint32_t count, uint64_t offset, uint32_t flags,
@@ -211,8 +213,10 @@ extern void cache_flush_end (struct cache_flush *fl, struct cache_dirty *d,
  * in *answer if answer is non-NULL (the caller frees it).  g, if not
  * NULL, is the gate the call must pass, and the caller has announced
  * itself on it (gate_expect); the call enters it without the lock
- * (gate_enter_expected).  Prefetch, which only tries gates, takes it
- * itself and passes NULL.
+ * (gate_enter_expected), or, on a path that makes no backend call (out
+ * of memory), gives the expectation back (gate_unexpect): every path
+ * uses it up.  Prefetch, which only tries gates, takes it itself and
+ * passes NULL.
  */
 extern int cache_fetch_locked (struct scope *s, nbdkit_next *next,
                                struct gate *g, uint64_t start, uint64_t end, bool prefetch,

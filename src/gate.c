@@ -12,6 +12,7 @@
  */
 
 #include <stdbool.h>
+#include <assert.h>
 #include <pthread.h>
 
 #include "gate.h"
@@ -30,6 +31,7 @@ gate_init (struct gate *g, void (*on_free) (struct gate *g))
 void
 gate_destroy (struct gate *g)
 {
+  assert (!g->busy && g->waiting == 0);
   pthread_cond_destroy (&g->freed);
   pthread_mutex_destroy (&g->lock);
 }
@@ -48,6 +50,7 @@ gate_enter_expected (struct gate *g)
   pthread_mutex_lock (&g->lock);
   while (g->busy)
     pthread_cond_wait (&g->freed, &g->lock);
+  assert (g->waiting > 0);
   g->waiting--;
   g->busy = true;
   pthread_mutex_unlock (&g->lock);
@@ -66,6 +69,7 @@ gate_unexpect (struct gate *g)
   bool tell = false;
 
   pthread_mutex_lock (&g->lock);
+  assert (g->waiting > 0);
   g->waiting--;
   if (!g->busy && g->waiting == 0 && g->wanted) {
     g->wanted = false;

@@ -31,9 +31,11 @@
  *
  * Locking: each gate has its own mutex, which protects its fields and
  * is never held across a backend call nor while taking any other lock.
- * gate_try_prefetch and gate_leave_prefetch may be called with other
- * locks held (prefetch holds cache_lock); gate_enter and gate_leave
- * must be called without cache_lock, because on_free may take it.
+ * gate_try_prefetch, gate_leave_prefetch and gate_expect may be called
+ * with other locks held (prefetch and the .extents path hold
+ * cache_lock); gate_enter, gate_enter_expected, gate_unexpect and
+ * gate_leave must be called without cache_lock, because the enters
+ * block and on_free may take it.
  */
 
 #ifndef CACHEEXTENTS_GATE_H
@@ -50,6 +52,7 @@ struct gate {
                                    expecting to (gate_expect) */
   bool wanted;                  /* prefetch gave up on it meanwhile */
   /* Called (without any lock) when a client lets go of a wanted gate
+   * (gate_leave) or gives back its expectation of it (gate_unexpect)
    * and nobody waits for it.  Set once, before the gate is used.
    */
   void (*on_free) (struct gate *g);
