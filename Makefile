@@ -18,6 +18,8 @@
 #                    refuses to replace a file it did not install unless
 #                    DIVERT=yes (dpkg-divert); see scripts/install.sh
 #   make uninstall   undo exactly what make install did
+#   make deb         the Debian package, in build/deb (mk/packages.mk)
+#   make rpm         the RPM (rpm/cacheextents.spec), in build/rpm
 
 # make's built-in default for CC is cc; keep it only if nobody chose.
 ifeq ($(origin CC),default)
@@ -87,8 +89,10 @@ nbdkit_prefix = $(CURDIR)/build/nbdkit-$(1)/prefix
 all: $(FILTER) $(MANPAGE)
 
 # Debian packages beyond the build's own (scripts/deps.sh) that the
-# tests need: clang and its runtime for the fuzzer.
-CHECK_PKGS = clang libclang-rt-14-dev
+# tests need: clang and its runtime for the fuzzer; the package tools
+# for tests/test-deb.sh and tests/test-rpm.sh.
+CHECK_PKGS = clang libclang-rt-14-dev dpkg-dev debhelper fakeroot lintian \
+	rpm
 
 deps:
 	@scripts/deps.sh

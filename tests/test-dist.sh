@@ -44,6 +44,7 @@ mkdir "$tmp/unpack"
 tar -xzf "$tarball" -C "$tmp/unpack"
 src=$tmp/unpack/$name
 for f in Makefile README.md NEWS src/version.h src/nbdkit-cacheextents-filter.pod \
+         debian/control debian/rules rpm/cacheextents.spec \
          tests/run-tests.sh; do
   if [ ! -f "$src/$f" ]; then echo "FAIL: $f missing from the tarball"; exit 1; fi
 done

@@ -5,7 +5,7 @@
 # (*.c *.h *.sh *.py *.gp *.pod under src, tests, fuzz, bench, scripts)
 # carries the SPDX header; scripts/licence-headers.sh puts it after a
 # '#!' line, in each file's comment syntax, and a second run changes
-# nothing.
+# nothing; debian/copyright gives the same terms.
 . "$(dirname "$0")/functions.sh"
 script=$top/scripts/licence-headers.sh
 
@@ -18,6 +18,21 @@ for s in 'BSD 3-Clause' 'Copyright the cacheextents authors' \
     echo "FAIL: LICENSE lacks '$s'"; exit 1; }
 done
 echo "ok: LICENSE holds the BSD 3-Clause terms"
+
+# The Debian package's machine-readable copyright file gives the same
+# terms: its stand-alone License paragraph is LICENSE's text from
+# "Redistribution" on, each line indented by one space, blank lines as
+# " .".
+copyright=$top/debian/copyright
+grep -qx 'Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/' \
+  "$copyright" || { echo "FAIL: debian/copyright is not DEP-5"; exit 1; }
+awk '/^License: BSD-3-Clause$/ { n++; next } n == 2 && /^ / { print }' \
+  "$copyright" | sed -e 's/^ //' -e 's/^\.$//' > "$tmp/deb-licence"
+sed -n '/^Redistribution and use/,$p' "$top/LICENSE" > "$tmp/licence"
+if ! diff -u "$tmp/licence" "$tmp/deb-licence"; then
+  echo "FAIL: debian/copyright's BSD-3-Clause text differs from LICENSE"; exit 1
+fi
+echo "ok: debian/copyright gives LICENSE's terms"
 
 if [ ! -x "$script" ]; then echo "FAIL: no $script"; exit 1; fi
 

@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # Copyright the cacheextents authors.
 # The release number of src/version.h is shown in --help (the filter's
-# long name) and in the summary line logged at exit.
+# long name) and in the summary line logged at exit, and it is the
+# version of the Debian package and the RPM.
 . "$(dirname "$0")/functions.sh"
 requires_nbdkit_plugin null
 
@@ -28,3 +29,9 @@ case $line in
   *) echo "FAIL: the summary line at exit does not show $version:"
      grep cacheextents "$tmp/stderr" | tail -n 5; exit 1 ;;
 esac
+
+# The packages carry the same number.
+assert_eq "debian/changelog's version" "$version" \
+  "$(sed -n '1s/^[^ ]* (\([^)]*\)).*/\1/p' "$top/debian/changelog")"
+assert_eq "rpm/cacheextents.spec's Version" "$version" \
+  "$(sed -n 's/^Version: *//p' "$top/rpm/cacheextents.spec")"
