@@ -4,8 +4,8 @@
 /* cacheextents: filter glue.
  *
  * Parameters, connection lifetime and the data-path callbacks.  The
- * work is done in cache.c (the map per scope, writes, single flight)
- * and prefetch.c (background workers).
+ * work is done in the rooms of the cache (cache.h: scopes, writes,
+ * flights, the .extents path) and in prefetch.c (background workers).
  */
 
 #include <errno.h>
@@ -24,8 +24,10 @@
 #include "map.h"
 #include "params.h"
 #include "prefetch.h"
+#include "scope.h"
 #include "stats.h"
 #include "version.h"
+#include "writes.h"
 
 #define DEFAULT_WINDOW (UINT64_C (4) << 30)
 #define DEFAULT_MAX_SIZE (UINT64_C (64) << 20)
@@ -46,7 +48,7 @@ struct handle {
   int is_tls;
   struct scope *scope;          /* NULL until .prepare succeeds */
   struct gate gate;             /* calls through this context (gate.h) */
-  struct cache_dirty dirty;     /* registered while scope is set */
+  struct dirty_set dirty;       /* registered while scope is set */
 #if CACHE_OWN_CONTEXTS
   nbdkit_backend *backend;      /* for prefetch's own contexts */
   int readonly;
@@ -206,7 +208,7 @@ cacheextents_config (nbdkit_next_config *next, nbdkit_backend *nxdata,
     return parse_count_param (key, value, 1, PREFETCH_MAX_THREADS,
                               &cache_config.prefetch_threads);
   if (strcmp (key, "cacheextents-prefetch-contexts") == 0)
-    return parse_count_param (key, value, 0, CACHE_MAX_CONTEXTS,
+    return parse_count_param (key, value, 0, PREFETCH_MAX_CONTEXTS,
                               &cache_config.prefetch_contexts);
   if (strcmp (key, "cacheextents-statsfile") == 0) {
     if (value[0] == '\0') {
@@ -267,7 +269,7 @@ cacheextents_config_complete (nbdkit_next_config_complete *next,
     }
     close (fd);
   }
-  if (cache_init () == -1)
+  if (cache_init (&prefetch_events) == -1)
     return -1;
   return next (nxdata);
 }
@@ -417,12 +419,12 @@ cacheextents_prepare (nbdkit_next *next, void *handle, int readonly)
     return -1;
   if (gate_of (h) && ask_context_once (next) == -1)
     return -1;
-  h->scope = cache_scope_attach (h->exportname, h->is_tls,
-                                 multi_conn == 1 || can_write == 0, size);
+  h->scope = scope_attach (h->exportname, h->is_tls,
+                           multi_conn == 1 || can_write == 0, size);
   if (h->scope == NULL)
     return -1;
-  cache_dirty_register (&h->dirty, multi_conn == 1);
-  prefetch_connection (true);
+  dirty_register (&h->dirty, multi_conn == 1);
+  prefetch_connection (h->scope, true);
 #if CACHE_OWN_CONTEXTS
   prefetch_open_contexts (h->scope, h->backend, h->readonly, h->exportname);
 #endif
@@ -448,9 +450,9 @@ cacheextents_close (void *handle)
 
   if (h->scope) {
     prefetch_disown (h->scope, h);
-    cache_dirty_unregister (&h->dirty);
-    cache_scope_detach (h->scope);
-    prefetch_connection (false);
+    prefetch_connection (h->scope, false);
+    dirty_unregister (&h->dirty);
+    scope_detach (h->scope);
   }
   stats_format_connection (&h->stats, line, sizeof line);
   nbdkit_debug ("cacheextents: connection: %s", line);
@@ -465,12 +467,13 @@ cacheextents_extents (nbdkit_next *next, void *handle,
                       struct nbdkit_extents *extents, int *err)
 {
   struct handle *h = handle;
+  const struct cache_client c = {
+    .owner = h, .next = next, .gate = gate_of (h), .stats = &h->stats,
+  };
 
   if (h->scope == NULL)
     return next->extents (next, count, offset, flags, extents, err);
-  prefetch_note (h->scope, h, next, gate_of (h), count, offset);
-  return cache_extents (h->scope, next, gate_of (h), count, offset, flags,
-                        extents, &h->stats, err);
+  return cache_extents (h->scope, &c, count, offset, flags, extents, err);
 }
 
 /* Reads and cache requests pass the gate, nothing else. */
@@ -507,7 +510,7 @@ cacheextents_cache (nbdkit_next *next, void *handle,
 }
 
 /* Writes forget what they may change, before and after (rule W in
- * cache.c); with FUA they also make earlier writes visible, as a flush
+ * writes.c); with FUA they also make earlier writes visible, as a flush
  * does (rule F).
  */
 enum write_kind { WRITE_PWRITE, WRITE_TRIM, WRITE_ZERO };
@@ -517,15 +520,15 @@ do_write (nbdkit_next *next, struct handle *h, enum write_kind kind,
           const void *buf, uint32_t count, uint64_t offset, uint32_t flags,
           int *err)
 {
-  struct cache_flush fl;
-  struct cache_write w;
+  struct flush_op fl;
+  struct write_op w;
   struct gate *g = gate_of (h);
   bool fua = flags & NBDKIT_FLAG_FUA;
   int r = -1;
 
   if (fua)
-    cache_flush_begin (&fl, &h->dirty, true);
-  cache_write_begin (&w, offset, count);
+    flush_begin (&fl, &h->dirty, true);
+  write_begin (&w, offset, count);
   if (g)
     gate_enter (g);
   switch (kind) {
@@ -541,10 +544,10 @@ do_write (nbdkit_next *next, struct handle *h, enum write_kind kind,
   }
   if (g)
     gate_leave (g);
-  cache_write_end (&w, &h->dirty);
+  write_end (&w, &h->dirty);
   stats_count_connection (&h->stats, STATS_INVALIDATIONS, 1);
   if (fua)
-    cache_flush_end (&fl, &h->dirty, r == 0);
+    flush_end (&fl, &h->dirty, r == 0);
   return r;
 }
 
@@ -578,17 +581,17 @@ cacheextents_flush (nbdkit_next *next, void *handle, uint32_t flags,
                     int *err)
 {
   struct handle *h = handle;
-  struct cache_flush fl;
+  struct flush_op fl;
   struct gate *g = gate_of (h);
   int r;
 
-  cache_flush_begin (&fl, &h->dirty, false);
+  flush_begin (&fl, &h->dirty, false);
   if (g)
     gate_enter (g);
   r = next->flush (next, flags, err);
   if (g)
     gate_leave (g);
-  cache_flush_end (&fl, &h->dirty, r == 0);
+  flush_end (&fl, &h->dirty, r == 0);
   return r;
 }
 

@@ -42,7 +42,7 @@
  * The check.  A client reads the export's clock before and after each
  * block status call.  For every unit an answer covers, the type given
  * must be one that unit had at some moment between the two readings.
- * That is what the cache promises (see the design note in cache.c): no
+ * That is what the cache promises (see the design note in writes.c): no
  * answer from before a write that had returned when the request was
  * made.  The granularity is set to UNIT, the tightest the filter
  * allows for this backend.  The stand-ins also hold the filter to the
@@ -473,7 +473,7 @@ export_clock (struct export *x)
 /* Offsets where recent answers began and ended, often inside a unit.
  * Writes aimed just outside them (the rest of the unit) and queries
  * aimed at them test that a write forgets cached extents that share
- * a unit with it without overlapping it (rule W in cache.c).
+ * a unit with it without overlapping it (rule W in writes.c).
  */
 #define EDGES 64
 static uint64_t edges[EDGES];
